@@ -7,6 +7,8 @@ Inputs are NHWC, kernels HWIO, padding "SAME" as in `jax.lax`.
 """
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 from jax import lax
@@ -28,23 +30,115 @@ def conv_lax(x, w, stride=1, dilation=1, groups=1):
       feature_group_count=groups)
 
 
-def depthwise_shifted(x, w, stride=1, dilation=1):
-  """Depthwise conv (w: [kh, kw, 1, C]) as a sum of kh·kw shifted products."""
-  n, height, width, channels = x.shape
-  kh, kw = w.shape[:2]
-  pads = same_pads((height, width), (kh, kw), stride, dilation)
-  xp = jnp.pad(x, ((0, 0), pads[0], pads[1], (0, 0)))
+def _shifted_geometry(x_shape, w_shape, stride, dilation):
+  """SAME pads, output size and the input span one output row/column covers."""
+  height, width = x_shape[1:3]
+  pads = same_pads((height, width), w_shape[:2], stride, dilation)
   out_h = -(-height // stride)
   out_w = -(-width // stride)
+  return pads, (out_h, out_w), ((out_h - 1) * stride + 1, (out_w - 1) * stride + 1)
+
+
+def _tap_offsets(w_shape, pads, dilation):
+  """For each tap (i, j): the input offset of output (0, 0) (may be negative)."""
+  kh, kw = w_shape[:2]
+  return [(i, j, i * dilation - pads[0][0], j * dilation - pads[1][0])
+          for i in range(kh) for j in range(kw)]
+
+
+def _shifted_forward(x, w, stride, dilation):
+  n, _, _, channels = x.shape
+  pads, _, span = _shifted_geometry(x.shape, w.shape, stride, dilation)
+  zero = jnp.zeros((), x.dtype)
   y = None
-  for i in range(kh):
-    for j in range(kw):
-      start = (0, i * dilation, j * dilation, 0)
-      limit = (n, start[1] + (out_h - 1) * stride + 1,
-               start[2] + (out_w - 1) * stride + 1, channels)
-      term = lax.slice(xp, start, limit, (1, stride, stride, 1)) * w[i, j, 0]
+  if stride == 1:
+    # Each tap moves x·w_ij into the output frame with one (possibly
+    # negative) pad; XLA fuses all taps into one loop without a padded copy.
+    for i, j, off_h, off_w in _tap_offsets(w.shape, pads, dilation):
+      cfg = ((0, 0, 0), (-off_h, off_h, 0), (-off_w, off_w, 0), (0, 0, 0))
+      term = lax.pad(x * w[i, j, 0], zero, cfg)
       y = term if y is None else y + term
+    return y
+  xp = jnp.pad(x, ((0, 0), pads[0], pads[1], (0, 0)))
+  for i, j, _, _ in _tap_offsets(w.shape, pads, dilation):
+    start = (0, i * dilation, j * dilation, 0)
+    limit = (n, start[1] + span[0], start[2] + span[1], channels)
+    term = lax.slice(xp, start, limit, (1, stride, stride, 1)) * w[i, j, 0]
+    y = term if y is None else y + term
   return y
+
+
+def _shifted_input_transpose(w, g, x_shape, stride, dilation):
+  """∂/∂x of <g, depthwise(x, w)>: each tap's cotangent g·w_ij placed back at
+  its input positions (interior padding undoes the stride)."""
+  height, width = x_shape[1:3]
+  pads, _, span = _shifted_geometry(x_shape, w.shape, stride, dilation)
+  zero = jnp.zeros((), g.dtype)
+  total = None
+  for i, j, off_h, off_w in _tap_offsets(w.shape, pads, dilation):
+    cfg = ((0, 0, 0), (off_h, height - off_h - span[0], stride - 1),
+           (off_w, width - off_w - span[1], stride - 1), (0, 0, 0))
+    term = lax.pad(g * w[i, j, 0], zero, cfg)
+    total = term if total is None else total + term
+  return total
+
+
+def _shifted_weight_transpose(x, g, w_shape, stride, dilation):
+  """∂/∂w of <g, depthwise(x, w)>: per tap, Σ over batch and positions of the
+  tap's input window times g."""
+  n, _, _, channels = x.shape
+  pads, _, span = _shifted_geometry(x.shape, w_shape, stride, dilation)
+  xp = jnp.pad(x, ((0, 0), pads[0], pads[1], (0, 0)))
+  padded_h, padded_w = xp.shape[1:3]
+  zero = jnp.zeros((), g.dtype)
+  rows = []
+  for i, j, _, _ in _tap_offsets(w_shape, pads, dilation):
+    top, left = i * dilation, j * dilation
+    if stride == 1:
+      # Pad g into the padded frame rather than slicing xp: on CPU the
+      # pad, product and reduction then fuse into one pass with no copies.
+      cfg = ((0, 0, 0), (top, padded_h - top - span[0], 0),
+             (left, padded_w - left - span[1], 0), (0, 0, 0))
+      rows.append(jnp.sum(xp * lax.pad(g, zero, cfg), axis=(0, 1, 2)))
+    else:
+      window = lax.slice(xp, (0, top, left, 0),
+                         (n, top + span[0], left + span[1], channels),
+                         (1, stride, stride, 1))
+      rows.append(jnp.sum(window * g, axis=(0, 1, 2)))
+  return jnp.stack(rows).reshape(w_shape)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
+def _depthwise_shifted(x, w, stride, dilation):
+  return _shifted_forward(x, w, stride, dilation)
+
+
+def _depthwise_shifted_fwd(x, w, stride, dilation):
+  return _shifted_forward(x, w, stride, dilation), (x, w)
+
+
+def _depthwise_shifted_bwd(stride, dilation, residuals, g):
+  x, w = residuals
+  return (_shifted_input_transpose(w, g, x.shape, stride, dilation),
+          _shifted_weight_transpose(x, g, w.shape, stride, dilation))
+
+
+_depthwise_shifted.defvjp(_depthwise_shifted_fwd, _depthwise_shifted_bwd)
+
+
+def depthwise_shifted(x, w, stride=1, dilation=1):
+  """Depthwise conv (w: [kh, kw, 1, C]) as a sum of kh·kw shifted products.
+
+  Its reverse-mode rule is written out (residuals x and w only; the input
+  gradient is a shifted multiply-add of the cotangent, the kernel gradient one
+  fused reduction per tap) because autodiff of the shifted form keeps every
+  tap's window alive until the backward pass, which on CPU costs kh·kw feature
+  maps per layer and is several times slower. Reverse mode,
+  forward-over-reverse (Hessian-vector products, `jax.hessian`) and vmap work;
+  pure forward mode (`jax.jvp` of the conv itself) does not: use impl="lax"
+  or "masked_dense" for that.
+  """
+  return _depthwise_shifted(x, w, int(stride), int(dilation))
 
 
 def expand_grouped_kernel(w, in_channels, groups):
