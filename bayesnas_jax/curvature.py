@@ -20,8 +20,13 @@ from jax.flatten_util import ravel_pytree
 from bayesnas_jax.nn.probe import MODES, Probed
 
 
+def _broadcast_prefix(prefix, tree):
+  return jax.tree_util.tree_map(
+      lambda flag, sub: jax.tree_util.tree_map(lambda _: bool(flag), sub), prefix, tree)
+
+
 def value_grad_curvature(loss_fn: Callable, params: Any, *args, mode: str = "hessian",
-                         has_aux: bool = False):
+                         has_aux: bool = False, probe_mask: Any = True):
   """Returns `(loss, grads, curvature)` (or `((loss, aux), grads, curvature)`).
 
   Args:
@@ -33,6 +38,11 @@ def value_grad_curvature(loss_fn: Callable, params: Any, *args, mode: str = "hes
     mode: "hessian" keeps the σ''·∂L/∂a residual of each non-linearity; "ggn"
       drops it (Gauss–Newton).
     has_aux: `loss_fn` returns `(loss, aux)`; aux must hold plain arrays.
+    probe_mask: a bool, or a pytree prefix of `params` with bools: only those
+      leaves are probed (their curvature computed); the others reach `loss_fn`
+      as plain arrays, still get gradients, and get zero curvature. E.g.
+      `{"weights": False, "arch": True}` gives the architecture-scalar
+      curvature together with every gradient, at less cost.
 
   `grads` equals `jax.grad(loss_fn)(params, *args)`; `curvature` has the
   structure of `params` and holds the diagonal curvature. A parameter that no
@@ -42,9 +52,11 @@ def value_grad_curvature(loss_fn: Callable, params: Any, *args, mode: str = "hes
   if mode not in MODES:
     raise ValueError(f"value_grad_curvature: mode must be one of {MODES}, got {mode!r}")
   probes = jax.tree_util.tree_map(jnp.zeros_like, params)
+  flags = _broadcast_prefix(probe_mask, params)
 
   def probed_loss(params_, probes_):
-    wrapped = jax.tree_util.tree_map(lambda v, p: Probed(v, p, mode), params_, probes_)
+    wrapped = jax.tree_util.tree_map(
+        lambda flag, v, p: Probed(v, p, mode) if flag else v, flags, params_, probes_)
     return loss_fn(wrapped, *args)
 
   if has_aux:

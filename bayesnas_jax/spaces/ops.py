@@ -1,0 +1,172 @@
+"""Candidate operations of the DARTS CNN space (SPEC §4; Liu et al. 2019).
+
+Each op is a pair of pure functions: `init(key, channels, stride, dtype)` returns
+one edge's weights (a dict; pools have none) and `apply(weights, x, stride,
+config)` runs the op for E edges at once. Edges that share a source node run
+together in a channel-folded layout: x is [N, H, W, E·C] and weights are
+stacked with a leading edge axis. Depthwise convolutions, pools and batch norm
+act per channel, so folding is exact; 1×1 convolutions become one dense map
+with a block-diagonal kernel. This keeps one kernel per (source, op) — fast on
+CPU and GPU, and one instance to compile.
+
+There is no `zero` op: BayesNAS removes an edge through its origin scalar
+("zero op ruling all", §4.2). Batch norm in the search network has no affine
+parameters.
+"""
+from __future__ import annotations
+
+import math
+from typing import Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from bayesnas_jax import nn
+
+
+class Op(NamedTuple):
+  init: Callable
+  apply: Callable
+
+
+def he_normal(key, shape, fan_in, dtype):
+  return jax.random.normal(key, shape, dtype) * math.sqrt(2.0 / fan_in)
+
+
+def _edges(weights_leaf):
+  return nn.value_of(weights_leaf).shape[0]
+
+
+def block_diagonal(w):
+  """[E, C, D] → the [E·C, E·D] kernel applying w[e] to channel block e."""
+  def build(v):
+    e, c, d = v.shape
+    eye = jnp.eye(e, dtype=v.dtype)
+    return jnp.einsum("ecd,ef->ecfd", v, eye).reshape(e * c, e * d)
+  return nn.structural(build, w)
+
+
+def folded_depthwise(w):
+  """[E, k, k, 1, C] → the [k, k, 1, E·C] depthwise kernel."""
+  def build(v):
+    e, kh, kw, _, c = v.shape
+    return jnp.transpose(v, (1, 2, 3, 0, 4)).reshape(kh, kw, 1, e * c)
+  return nn.structural(build, w)
+
+
+def pointwise(x, w):
+  """1×1 convolutions of E folded edges: w [E, C, D]."""
+  return nn.dense(x, block_diagonal(w))
+
+
+def depthwise(x, w, stride=1, dilation=1, impl="auto"):
+  kernel = folded_depthwise(w)
+  return nn.conv2d(x, kernel, stride=stride, dilation=dilation,
+                   groups=nn.value_of(kernel).shape[-1], impl=impl)
+
+
+def strided_corner(x, offset):
+  """x[:, offset::2, offset::2, :] (a structural map)."""
+  return nn.structural(lambda v: v[:, offset::2, offset::2, :], x)
+
+
+def interleave_halves(a, b, edges):
+  """Per edge, channels of a then of b: [.., E·Ca], [.., E·Cb] → [.., E·(Ca+Cb)]."""
+  def build(u, v):
+    lead = u.shape[:-1]
+    u = u.reshape(lead + (edges, -1))
+    v = v.reshape(lead + (edges, -1))
+    return jnp.concatenate([u, v], -1).reshape(lead + (-1,))
+  return nn.structural(build, a, b)
+
+
+def factorized_reduce_init(key, c_in, c_out, dtype):
+  k1, k2 = jax.random.split(key)
+  half = c_out // 2
+  return {"w1": he_normal(k1, (c_in, half), c_in, dtype),
+          "w2": he_normal(k2, (c_in, c_out - half), c_in, dtype)}
+
+
+def factorized_reduce(weights, x):
+  """ReLU, two 1×1 stride-2 convs on offset grids, concat, BN (DARTS), for
+  weights stacked over E edges ([E, C, ·])."""
+  x = nn.relu(x)
+  a = pointwise(strided_corner(x, 0), weights["w1"])
+  b = pointwise(strided_corner(x, 1), weights["w2"])
+  return nn.batch_norm(interleave_halves(a, b, _edges(weights["w1"])))
+
+
+def _sep_conv(k):
+  def init(key, channels, stride, dtype):
+    del stride
+    keys = jax.random.split(key, 4)
+    return {"dw1": he_normal(keys[0], (k, k, 1, channels), k * k, dtype),
+            "pw1": he_normal(keys[1], (channels, channels), channels, dtype),
+            "dw2": he_normal(keys[2], (k, k, 1, channels), k * k, dtype),
+            "pw2": he_normal(keys[3], (channels, channels), channels, dtype)}
+
+  def apply(weights, x, stride, config):
+    impl = config.get("depthwise_impl", "auto")
+    x = depthwise(nn.relu(x), weights["dw1"], stride, impl=impl)
+    x = nn.relu(nn.batch_norm(pointwise(x, weights["pw1"])))
+    x = depthwise(x, weights["dw2"], impl=impl)
+    return nn.batch_norm(pointwise(x, weights["pw2"]))
+
+  return Op(init, apply)
+
+
+def _dil_conv(k):
+  def init(key, channels, stride, dtype):
+    del stride
+    keys = jax.random.split(key, 2)
+    return {"dw": he_normal(keys[0], (k, k, 1, channels), k * k, dtype),
+            "pw": he_normal(keys[1], (channels, channels), channels, dtype)}
+
+  def apply(weights, x, stride, config):
+    impl = config.get("depthwise_impl", "auto")
+    x = depthwise(nn.relu(x), weights["dw"], stride, dilation=2, impl=impl)
+    return nn.batch_norm(pointwise(x, weights["pw"]))
+
+  return Op(init, apply)
+
+
+def _pool(pool_fn):
+  def init(key, channels, stride, dtype):
+    del key, channels, stride, dtype
+    return {}
+
+  def apply(weights, x, stride, config):
+    del weights, config
+    return nn.batch_norm(pool_fn(x, 3, stride))
+
+  return Op(init, apply)
+
+
+def _skip_init(key, channels, stride, dtype):
+  if stride == 1:
+    return {}
+  return factorized_reduce_init(key, channels, channels, dtype)
+
+
+def _skip_apply(weights, x, stride, config):
+  del config
+  return x if stride == 1 else factorized_reduce(weights, x)
+
+
+OPS = {
+    "skip_connect": Op(_skip_init, _skip_apply),
+    "sep_conv_3x3": _sep_conv(3),
+    "sep_conv_5x5": _sep_conv(5),
+    "dil_conv_3x3": _dil_conv(3),
+    "dil_conv_5x5": _dil_conv(5),
+    "max_pool_3x3": _pool(nn.max_pool),
+    "avg_pool_3x3": _pool(nn.avg_pool),
+}
+DARTS_OPS = tuple(OPS)
+
+
+def check_ops(names):
+  unknown = [n for n in names if n not in OPS]
+  if unknown or not names or len(set(names)) != len(names):
+    raise ValueError(f"config.space.ops: expected a non-empty list of distinct ops from "
+                     f"{list(OPS)}, got {list(names)}")
