@@ -1,0 +1,73 @@
+"""Checks of a run config: one-line errors that name the field and what was expected."""
+from __future__ import annotations
+
+from bayesnas_jax.search.hard import GROUPINGS
+from bayesnas_jax.nn.conv import IMPLS
+from bayesnas_jax.nn.probe import MODES
+from bayesnas_jax.prior import DEPENDENCIES
+from bayesnas_jax.spaces import ops as ops_lib
+
+
+def _need(condition, field, expected, value):
+  if not condition:
+    raise ValueError(f"config.{field}: expected {expected}, got {value!r}")
+
+
+def _positive_int(config, field, allow_zero=False):
+  value = config
+  for part in field.split("."):
+    value = value[part]
+  ok = isinstance(value, int) and not isinstance(value, bool) and (
+      value >= 0 if allow_zero else value > 0)
+  _need(ok, field, "a non-negative integer" if allow_zero else "a positive integer", value)
+
+
+def _number(config, field, low=None, high=None, low_open=False):
+  value = config
+  for part in field.split("."):
+    value = value[part]
+  ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+  if ok and low is not None:
+    ok = value > low if low_open else value >= low
+  if ok and high is not None:
+    ok = value <= high
+  bounds = f"a number{'' if low is None else (' > ' if low_open else ' >= ') + str(low)}"
+  bounds += "" if high is None else f" and <= {high}"
+  _need(ok, field, bounds, value)
+
+
+def validate(config):
+  """Raises ValueError for the first bad field of a search config."""
+  for field in ("input.batch_size", "space.channels", "space.layers", "space.num_nodes",
+                "space.stem_multiplier", "space.num_classes", "search.rounds",
+                "search.epochs_per_round", "log_every_steps", "checkpoint_every_steps",
+                "search.top_k"):
+    _positive_int(config, field)
+  for field in ("search.warmup_epochs", "search.curvature_batches", "retrain.epochs",
+                "input.crop_padding", "input.cutout_length", "stop_after_steps"):
+    _positive_int(config, field, allow_zero=True)
+  _number(config, "search.lambda_w", 0, low_open=True)
+  _number(config, "search.learning_rate", 0, low_open=True)
+  _number(config, "search.weight_decay", 0)
+  _number(config, "search.momentum", 0, 1)
+  _number(config, "search.grad_clip", 0)
+  _number(config, "search.warmup_fraction", 0, 0.9)
+  _number(config, "search.prune_threshold", 0)
+  _need(config.search.curvature_mode in MODES, "search.curvature_mode", f"one of {MODES}",
+        config.search.curvature_mode)
+  _need(config.search.dependency in DEPENDENCIES, "search.dependency",
+        f"one of {DEPENDENCIES}", config.search.dependency)
+  _need(config.search.grouping in GROUPINGS, "search.grouping", f"one of {GROUPINGS}",
+        config.search.grouping)
+  _need(config.search.optimizer in ("sgd", "adam"), "search.optimizer", "'sgd' or 'adam'",
+        config.search.optimizer)
+  _need(config.space.name == "darts", "space.name", "'darts'", config.space.name)
+  _need(config.space.depthwise_impl in IMPLS, "space.depthwise_impl", f"one of {IMPLS}",
+        config.space.depthwise_impl)
+  ops_lib.check_ops(list(config.space.ops))
+  _need(config.space.channels % 2 == 0, "space.channels", "an even number",
+        config.space.channels)
+  _need(len(config.data.splits) in (1, 2), "data.splits", "(train,) or (train, test)",
+        config.data.splits)
+  _need(config.retrain.epochs == 0 or len(config.data.splits) == 2, "retrain.epochs",
+        "0 when data.splits names no test split", config.retrain.epochs)

@@ -1,0 +1,40 @@
+"""What `launch/main.py` runs: validate the config, then dispatch on its mode.
+
+Bad input gives one line on stderr naming the field or file and exit status 2,
+before anything is written to the workdir.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+from bayesnas_jax import config_check
+from bayesnas_jax.data import DataNotFoundError
+
+
+def main(config, workdir: str) -> int:
+  try:
+    config_check.validate(config)
+    if os.path.exists(workdir) and not os.path.isdir(workdir):
+      raise ValueError(f"--workdir: {workdir} exists and is not a directory")
+    if config.get("compilation_cache_dir"):
+      import jax  # pylint: disable=import-outside-toplevel
+      jax.config.update("jax_compilation_cache_dir",
+                        os.path.expanduser(config.compilation_cache_dir))
+      jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
+    if config.mode == "search":
+      from bayesnas_jax.search import run  # pylint: disable=import-outside-toplevel
+      summary = run.run_search(config, workdir, log=_log)
+    else:
+      raise ValueError(f"config.mode: expected 'search', got {config.mode!r}")
+  except (ValueError, KeyError, DataNotFoundError) as err:
+    message = str(err).splitlines()[0] if not isinstance(err, DataNotFoundError) else str(err)
+    print(f"error: {message}", file=sys.stderr)
+    return 2
+  print(json.dumps(summary, indent=1))
+  return 0
+
+
+def _log(message: str):
+  print(message, file=sys.stderr, flush=True)

@@ -1,0 +1,138 @@
+"""The search objective (eqs. 16 and 21) and the jitted steps of one round.
+
+L = E_D + λ_w Σ_g ω_g ‖w_g‖₂ + λ ‖W‖²   (eq. 21; eq. 16 when every group has one
+member). E_D is the mean softmax cross-entropy of the search network; the
+curvature H is taken of E_D alone (SPEC §3 step 2).
+"""
+from __future__ import annotations
+
+import json
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from bayesnas_jax import nn
+from bayesnas_jax.curvature import value_grad_curvature
+from bayesnas_jax.data import augment
+from bayesnas_jax.spaces import darts
+
+_NORM_EPS = 1e-20  # keeps ∂‖w‖/∂w finite at w = 0 (pruned scalars)
+
+
+def group_norm(w, grouping):
+  """‖w_g‖₂ per group: over the stacked cells (axis 0) for grouping
+  "cell_type"; |w| per scalar for "none"."""
+  if grouping == "cell_type":
+    return jnp.sqrt(jnp.sum(jnp.square(w), axis=0) + _NORM_EPS)
+  return jnp.sqrt(jnp.square(w) + _NORM_EPS)
+
+
+def sparsity_penalty(arch, omega, grouping):
+  """Σ_g ω_g ‖w_g‖₂ over every cell type, origin and op scalars."""
+  total = 0.0
+  for kind in arch:
+    for part in ("origin", "ops"):
+      total = total + jnp.sum(omega[kind][part] * group_norm(arch[kind][part], grouping))
+  return total
+
+
+def l2_penalty(weights):
+  return sum(jnp.sum(jnp.square(w)) for w in jax.tree_util.tree_leaves(weights))
+
+
+def data_loss(weights, arch, images, labels, masks, space_config):
+  logits = darts.apply(weights, arch, images, space_config, masks)
+  loss = nn.softmax_cross_entropy(logits, labels)
+  return loss, nn.value_of(logits)
+
+
+def make_optimizer(config):
+  """SGD with momentum (the paper's) or Adam, after clipping the global gradient
+  norm at `grad_clip` (5, as in DARTS; 0 turns it off)."""
+  clip = [optax.clip_by_global_norm(config.grad_clip)] if config.grad_clip else []
+  if config.optimizer == "sgd":
+    return optax.chain(*clip, optax.sgd(config.learning_rate,
+                                        momentum=config.momentum or None))
+  if config.optimizer == "adam":
+    return optax.chain(*clip, optax.adam(config.learning_rate))
+  raise ValueError(f"config.search.optimizer: expected 'sgd' or 'adam', got "
+                   f"{config.optimizer!r}")
+
+
+def prepare_images(images, key, input_config, train):
+  """uint8 batch → augmented (if train) float images, on device."""
+  if train:
+    return augment.augment_batch(
+        key, images, crop_padding=input_config.crop_padding, flip=input_config.flip,
+        cutout_length=input_config.cutout_length)
+  return augment.preprocess(images)
+
+
+def _accuracy(logits, labels):
+  return jnp.mean(jnp.argmax(logits, -1) == labels)
+
+
+_STEP_CACHE = {}
+
+
+def make_steps(config):
+  """The jitted steps for `config`, built once per distinct (space, search,
+  input) settings so that later runs in one process reuse compiled code."""
+  key = json.dumps({k: config[k].to_dict() for k in ("space", "search", "input")},
+                   sort_keys=True, default=str)
+  if key not in _STEP_CACHE:
+    _STEP_CACHE[key] = _build_steps(config)
+  return _STEP_CACHE[key]
+
+
+def _build_steps(config):
+  """Builds the jitted steps for `config` (space, input and search fields).
+
+  train_step(params, opt_state, batch, key, omega, masks, arch_scale) does one
+  SGD step on eq. 21; arch_scale = 0 freezes the architecture scalars (weights
+  warm-up, retraining a derived cell). curvature_step(params, batch, masks)
+  returns (E_D, H of E_D w.r.t. the architecture scalars). eval_step returns
+  (loss, accuracy).
+  """
+  space, search, inputs = config.space, config.search, config.input
+  optimizer = make_optimizer(search)
+
+  def objective(params, images, labels, omega, masks):
+    loss, logits = data_loss(params["weights"], params["arch"], images, labels, masks, space)
+    total = (loss + search.lambda_w * sparsity_penalty(params["arch"], omega, search.grouping)
+             + search.weight_decay * l2_penalty(params["weights"]))
+    return total, (loss, _accuracy(logits, labels))
+
+  @jax.jit
+  def train_step(params, opt_state, batch, key, omega, masks, arch_scale):
+    images = prepare_images(batch["image"], key, inputs, train=True)
+    grads, (loss, accuracy) = jax.grad(objective, has_aux=True)(
+        params, images, batch["label"], omega, masks)
+    grads = {"weights": grads["weights"],
+             "arch": jax.tree_util.tree_map(lambda g: g * arch_scale, grads["arch"])}
+    updates, opt_state = optimizer.update(grads, opt_state, params)
+    params = optax.apply_updates(params, updates)
+    # Pruned scalars stay exactly 0.
+    params["arch"] = jax.tree_util.tree_map(lambda w, m: w * m, params["arch"], masks)
+    return params, opt_state, {"loss": loss, "accuracy": accuracy}
+
+  @jax.jit
+  def curvature_step(params, batch, masks):
+    images = prepare_images(batch["image"], None, inputs, train=False)
+
+    def loss_of_arch(arch):
+      return data_loss(params["weights"], arch, images, batch["label"], masks, space)[0]
+
+    loss, _, curvature = value_grad_curvature(loss_of_arch, params["arch"],
+                                              mode=search.curvature_mode)
+    return loss, curvature
+
+  @jax.jit
+  def eval_step(params, batch, masks):
+    images = prepare_images(batch["image"], None, inputs, train=False)
+    loss, logits = data_loss(params["weights"], params["arch"], images, batch["label"],
+                             masks, space)
+    return loss, _accuracy(logits, batch["label"])
+
+  return optimizer, train_step, curvature_step, eval_step

@@ -1,0 +1,237 @@
+"""The search driver: Algorithm 1 as a resumable sequence of phases.
+
+warm-up (weights alone, on `warmup_fraction` of the train split) → for each of
+`rounds` rounds: joint training of W and w (eq. 21) → curvature of E_D w.r.t.
+the architecture scalars, averaged over the round's batches (all, or the last
+K) → HARD update and pruning → after the last round: derivation and export →
+optionally a short retraining of the derived cell (w fixed to 1 on what
+survives, SPEC §3 step 5) and its test accuracy.
+
+Every batch and augmentation key is a pure function of (seed, phase, step), and
+the state is checkpointed with orbax during and at the end of each phase, so a
+relaunch on the same workdir resumes and ends with the same result.
+"""
+from __future__ import annotations
+
+import os
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from bayesnas_jax import data as data_lib
+from bayesnas_jax import export
+from bayesnas_jax.checkpoints import Checkpointer
+from bayesnas_jax.metrics import MetricWriter, Progress
+from bayesnas_jax.search import hard, objective, report
+from bayesnas_jax.spaces import darts
+
+
+def build_schedule(config, sizes):
+  """The phases of the run: (kind, round, steps, data part)."""
+  search, batch = config.search, config.input.batch_size
+  phases = []
+  if sizes["warmup"]:
+    for _ in range(search.warmup_epochs):
+      phases.append(("warmup", -1, data_lib.steps_per_epoch(sizes["warmup"], batch), "warmup"))
+  train_steps = data_lib.steps_per_epoch(sizes["search"], batch)
+  for r in range(search.rounds):
+    for _ in range(search.epochs_per_round):
+      phases.append(("train", r, train_steps, "search"))
+    k = search.curvature_batches
+    phases.append(("curvature", r, min(k, train_steps) if k > 0 else train_steps, "search"))
+    phases.append(("update", r, 1, None))
+  if config.retrain.epochs:
+    retrain_steps = data_lib.steps_per_epoch(sizes["train"], batch)
+    for _ in range(config.retrain.epochs):
+      phases.append(("retrain", -1, retrain_steps, "train"))
+    phases.append(("test", -1, data_lib.steps_per_epoch(sizes["test"], batch, False), "test"))
+  for kind, _, steps, part in phases:
+    if steps < 1 and kind != "update":
+      raise ValueError(f"config.input.batch_size: {batch} is larger than the "
+                       f"{part} data ({sizes[part]} examples); lower it")
+  return phases
+
+
+def _load_data(config):
+  splits = data_lib.load_splits(dict(config.data))
+  train = splits[config.data.splits[0]]
+  test = splits[config.data.splits[1]] if len(config.data.splits) > 1 else None
+  if train.num_classes > config.space.num_classes:
+    raise ValueError(f"config.space.num_classes: {config.space.num_classes} is fewer than "
+                     f"the {train.num_classes} classes of the data")
+  fraction = config.search.warmup_fraction
+  if fraction > 0:
+    warmup_idx, search_idx = data_lib.split_indices(len(train), (fraction, 1 - fraction),
+                                                    config.seed)
+  else:
+    warmup_idx, search_idx = np.zeros((0,), np.int64), np.arange(len(train))
+  parts = {"warmup": warmup_idx, "search": search_idx, "train": np.arange(len(train)),
+           "test": np.arange(len(test)) if test is not None else np.zeros((0,), np.int64)}
+  return train, test, parts
+
+
+def _batch(dataset, indices, batch_size, seed, epoch, step, shuffle=True, drop=True):
+  if not drop:
+    positions = np.arange(step * batch_size, min((step + 1) * batch_size, len(indices)))
+  else:
+    positions = data_lib.batch_indices(len(indices), batch_size, seed=seed, epoch=epoch,
+                                       step=step, shuffle=shuffle)
+  chosen = indices[positions]
+  return {"image": dataset.images[chosen], "label": dataset.labels[chosen]}
+
+
+def initial_state(config, key, image_shape):
+  space = config.space
+  weights = darts.init_weights(key, space, in_channels=image_shape[-1])
+  arch = darts.init_arch(space)
+  params = {"weights": weights, "arch": arch}
+  optimizer = objective.make_optimizer(config.search)
+  prior_state = hard.init_prior(arch, config.search.grouping)
+  return {"params": params, "opt_state": optimizer.init(params), "prior": prior_state,
+          "masks": hard.network_masks(prior_state["keep"], arch),
+          "curvature_sum": jax.tree_util.tree_map(jnp.zeros_like, arch),
+          "curvature_count": jnp.zeros((), jnp.int32),
+          "eval_sums": jnp.zeros((3,), jnp.float32)}
+
+
+def run_search(config, workdir: str, log=print):
+  """Runs (or resumes) the search of `config` in `workdir`; returns the summary."""
+  train, test, parts = _load_data(config)
+  sizes = {k: len(v) for k, v in parts.items()}
+  phases = build_schedule(config, sizes)
+  spec = darts.cell_spec(config.space)
+  os.makedirs(workdir, exist_ok=True)
+  base_key = jax.random.PRNGKey(config.seed)
+  state = initial_state(config, jax.random.fold_in(base_key, 0), train.image_shape)
+  optimizer, train_step, curvature_step, eval_step = objective.make_steps(config)
+  checkpointer = Checkpointer(workdir)
+  position = {"phase": 0, "step": 0, "global_step": 0, "saves": 0, "elapsed": {}}
+  if checkpointer.latest_step() is not None:
+    state, position = checkpointer.restore(state)
+    log(f"resuming from {workdir}: phase {position['phase'] + 1}/{len(phases)}, "
+        f"step {position['step']}")
+  writer = MetricWriter(workdir, tensorboard=config.tensorboard)
+  batch_size = config.input.batch_size
+  stop_after = config.get("stop_after_steps", 0)
+  steps_this_launch = 0
+  try:
+    while position["phase"] < len(phases):
+      index = position["phase"]
+      kind, round_, steps, part = phases[index]
+      label = f"{kind}" + (f" round {round_ + 1}/{config.search.rounds}" if round_ >= 0 else "")
+      progress = Progress(f"[{index + 1}/{len(phases)}] {label}", steps, batch_size)
+      started = time.perf_counter()
+      metrics = {}
+      if kind == "update":
+        state = _update(state, config, spec, round_, workdir, log)
+        position["step"] = 1
+      while position["step"] < steps:
+        step = position["step"]
+        # The curvature pass reads the last K batches of the round's last epoch.
+        epoch = index - 1 if kind == "curvature" else index
+        offset = phases[index - 1][2] - steps if kind == "curvature" else 0
+        batch = _batch(train if part != "test" else test, parts[part], batch_size,
+                       config.seed, epoch, step + offset, drop=kind != "test")
+        key = jax.random.fold_in(jax.random.fold_in(base_key, index + 1), step)
+        state, metrics = _step(kind, state, batch, key, train_step, curvature_step,
+                               eval_step, optimizer, config, spec)
+        position["step"] += 1
+        position["global_step"] += 1
+        steps_this_launch += 1
+        done = position["step"]
+        log_now = done % config.log_every_steps == 0 or done == steps
+        if log_now and metrics:
+          metrics = jax.device_get(metrics)
+          rate = progress.update(done, metrics, force=True)
+          writer.write(position["global_step"], kind, metrics, round=round_,
+                       images_per_s=rate)
+        if done < steps and done % config.checkpoint_every_steps == 0:
+          _save(checkpointer, state, position)
+        if stop_after and steps_this_launch >= stop_after:
+          _save(checkpointer, state, position)
+          raise Interrupted(f"stopped after {steps_this_launch} steps (stop_after_steps)")
+      elapsed = position["elapsed"]
+      elapsed[kind] = elapsed.get(kind, 0.0) + time.perf_counter() - started
+      if kind == "test":
+        _finish_test(state, workdir, writer, position)
+      if kind == "update" and round_ == config.search.rounds - 1:
+        report.write_search_outputs(config, workdir, spec, state, position)
+        if config.retrain.epochs:
+          state = _start_retrain(state, config, workdir, base_key, train.image_shape)
+      position["phase"] += 1
+      position["step"] = 0
+      _save(checkpointer, state, position)
+  finally:
+    writer.close()
+    checkpointer.close()
+  return report.finish(config, workdir, position)
+
+
+def _save(checkpointer, state, position):
+  position["saves"] += 1
+  checkpointer.save(position["saves"], state, position)
+
+
+class Interrupted(RuntimeError):
+  """Raised when `stop_after_steps` ends a launch early (used by tests)."""
+
+
+def _step(kind, state, batch, key, train_step, curvature_step, eval_step, optimizer,
+          config, spec):
+  del optimizer, spec
+  if kind in ("warmup", "train", "retrain"):
+    arch_scale = jnp.asarray(1.0 if kind == "train" else 0.0)
+    omega = state["prior"]["omega"]
+    if kind == "retrain":
+      omega = jax.tree_util.tree_map(jnp.zeros_like, omega)
+    params, opt_state, metrics = train_step(state["params"], state["opt_state"], batch, key,
+                                            omega, state["masks"], arch_scale)
+    return {**state, "params": params, "opt_state": opt_state}, metrics
+  if kind == "curvature":
+    loss, curvature = curvature_step(state["params"], batch, state["masks"])
+    total = jax.tree_util.tree_map(jnp.add, state["curvature_sum"], curvature)
+    return {**state, "curvature_sum": total,
+            "curvature_count": state["curvature_count"] + 1}, {"loss": loss}
+  loss, accuracy = eval_step(state["params"], batch, state["masks"])
+  n = batch["label"].shape[0]
+  sums = state["eval_sums"] + jnp.asarray([loss * n, accuracy * n, n], jnp.float32)
+  return {**state, "eval_sums": sums}, {"loss": loss, "accuracy": accuracy}
+
+
+def _update(state, config, spec, round_, workdir, log):
+  count = jnp.maximum(state["curvature_count"], 1)
+  curvature = jax.tree_util.tree_map(lambda h: h / count, state["curvature_sum"])
+  search = config.search
+  new_prior, records, clamped = hard.hard_update(
+      state["params"]["arch"], curvature, state["prior"], spec=spec,
+      lambda_w=float(search.lambda_w), grouping=search.grouping,
+      dependency=search.dependency, threshold=float(search.prune_threshold))
+  report.write_round(workdir, round_, spec, jax.device_get(records), int(clamped))
+  kept = sum(int(np.sum(np.asarray(v["ops"]))) for v in new_prior["keep"].values())
+  total = sum(int(np.size(np.asarray(v["ops"]))) for v in new_prior["keep"].values())
+  log(f"round {round_ + 1}: kept {kept}/{total} (edge, op) groups; "
+      f"{int(clamped)} negative curvature entries clamped")
+  masks = hard.network_masks(new_prior["keep"], state["params"]["arch"])
+  arch = jax.tree_util.tree_map(lambda w, m: w * m, state["params"]["arch"], masks)
+  return {**state, "prior": new_prior, "masks": masks,
+          "params": {**state["params"], "arch": arch},
+          "curvature_sum": jax.tree_util.tree_map(jnp.zeros_like, state["curvature_sum"]),
+          "curvature_count": jnp.zeros((), jnp.int32)}
+
+
+def _start_retrain(state, config, workdir, base_key, image_shape):
+  """Fresh weights; w fixed to 1 on the derived cell's (edge, op) pairs."""
+  genotype = export.load_genotype(os.path.join(workdir, "genotype.json"))
+  fresh = initial_state(config, jax.random.fold_in(base_key, 10_000), image_shape)
+  masks = report.genotype_masks(genotype, darts.cell_spec(config.space),
+                                fresh["params"]["arch"])
+  return {**fresh, "masks": masks, "prior": state["prior"]}
+
+
+def _finish_test(state, workdir, writer, position):
+  loss_sum, correct, n = (float(v) for v in jax.device_get(state["eval_sums"]))
+  position["test"] = {"loss": loss_sum / max(n, 1), "accuracy": correct / max(n, 1),
+                      "examples": int(n)}
+  writer.write(position["global_step"], "test", position["test"])

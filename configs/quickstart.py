@@ -1,0 +1,25 @@
+"""A five-minute BayesNAS run on this machine's CPU: search → derive → retrain → test.
+
+Uses the CIFAR-10 subset shipped in the package (500 train and 100 test images
+per class) and a 3-cell, 8-channel DARTS supernet.
+"""
+from bayesnas_jax.data.quickstart import quickstart_path
+from configs import darts_cifar10_search
+
+
+def get_config(arg=None):
+  config = darts_cifar10_search.get_config(arg)
+  config.data.source = "image_folder"
+  config.data.path = quickstart_path()
+  config.input.batch_size = 50
+  config.space.channels = 8
+  config.space.layers = 3
+  config.space.stem_multiplier = 2
+  config.search.rounds = 2
+  config.search.curvature_batches = 20
+  config.search.learning_rate = 0.05
+  config.search.weight_decay = 3e-4
+  config.retrain.epochs = 1
+  config.log_every_steps = 10
+  config.checkpoint_every_steps = 50
+  return config
