@@ -29,7 +29,8 @@ def main(config, workdir: str) -> int:
     else:
       raise ValueError(f"config.mode: expected 'search', got {config.mode!r}")
   except (ValueError, KeyError, DataNotFoundError) as err:
-    message = str(err).splitlines()[0] if not isinstance(err, DataNotFoundError) else str(err)
+    # One line: a missing dataset's list of places tried is joined into it.
+    message = " ".join(line.strip() for line in str(err).strip("'\"").splitlines())
     print(f"error: {message}", file=sys.stderr)
     return 2
   print(json.dumps(summary, indent=1))

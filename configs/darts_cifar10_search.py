@@ -37,7 +37,7 @@ def get_config(arg=None):
 
   config.space = ml_collections.ConfigDict()
   config.space.name = "darts"
-  config.space.ops = list(DARTS_OPS)
+  config.space.ops = tuple(DARTS_OPS)
   config.space.num_nodes = 4
   config.space.channels = 16
   config.space.layers = 8

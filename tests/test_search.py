@@ -40,7 +40,7 @@ def tiny_data(tmp_path_factory):
 def tiny_config(data_path, **extra):
   config = quickstart.get_config()
   config.data.path = data_path
-  config.space.ops = list(TINY_OPS)
+  config.space.ops = TINY_OPS
   for field, value in {**OVERRIDES, **extra}.items():
     node = config
     *parents, leaf = field.split(".")
