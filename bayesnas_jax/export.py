@@ -131,8 +131,17 @@ def _plain(value):
   return value
 
 
+def is_writer():
+  """Only the first process of a multi-host run writes result files."""
+  import jax  # pylint: disable=import-outside-toplevel
+  return jax.process_index() == 0
+
+
 def write_json(path, obj):
-  """Writes JSON atomically: a temporary file in the same folder, then rename."""
+  """Writes JSON atomically: a temporary file in the same folder, then rename
+  (on the first process of a multi-host run only)."""
+  if not is_writer():
+    return
   folder = os.path.dirname(os.path.abspath(path))
   os.makedirs(folder, exist_ok=True)
   fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".json")
@@ -147,6 +156,8 @@ def write_json(path, obj):
 
 
 def write_genotype(workdir, genotype, num_nodes=4):
+  if not is_writer():
+    return
   write_json(os.path.join(workdir, "genotype.json"), genotype)
   literal = darts_genotype_literal(genotype, num_nodes)
   target = os.path.join(workdir, "genotype_darts.txt")
@@ -195,6 +206,9 @@ def _pyplot():
 
 
 def _save(fig, prefix):
+  if not is_writer():
+    _pyplot().close(fig)
+    return
   fig.savefig(prefix + ".png", dpi=120, bbox_inches="tight")
   fig.savefig(prefix + ".svg", bbox_inches="tight")
   _pyplot().close(fig)

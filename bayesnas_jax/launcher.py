@@ -37,5 +37,16 @@ def main(config, workdir: str) -> int:
   return 0
 
 
+def initialize_distributed():
+  """Joins a multi-host run when the environment describes one: the variables
+  of `jax.distributed.initialize` (JAX_COORDINATOR_ADDRESS, …) or a SLURM job
+  with several tasks, or a Cloud TPU VM slice (auto-detected by JAX)."""
+  import jax  # pylint: disable=import-outside-toplevel
+  several_slurm_tasks = int(os.environ.get("SLURM_NTASKS", "1")) > 1
+  if os.environ.get("JAX_COORDINATOR_ADDRESS") or several_slurm_tasks or os.environ.get(
+      "BAYESNAS_DISTRIBUTED") == "1":
+    jax.distributed.initialize()
+
+
 def _log(message: str):
   print(message, file=sys.stderr, flush=True)

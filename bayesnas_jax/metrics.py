@@ -21,13 +21,17 @@ class MetricWriter:
   TensorBoard (tensorboardX) under `<workdir>/tensorboard`."""
 
   def __init__(self, workdir: str, tensorboard: bool = True):
+    import jax  # pylint: disable=import-outside-toplevel
+    self._enabled = jax.process_index() == 0  # one writer in multi-host runs
     self._path = os.path.join(workdir, "metrics.jsonl")
     self._tb = None
-    if tensorboard:
+    if tensorboard and self._enabled:
       from tensorboardX import SummaryWriter  # pylint: disable=import-outside-toplevel
       self._tb = SummaryWriter(os.path.join(workdir, "tensorboard"))
 
   def write(self, step: int, tag: str, scalars: dict, **fields):
+    if not self._enabled:
+      return
     record = {"step": int(step), "phase": tag, **fields,
               **{k: _plain(v) for k, v in scalars.items()}}
     with open(self._path, "a", encoding="utf-8") as f:

@@ -82,6 +82,27 @@ def _batch(dataset, indices, batch_size, seed, epoch, step, shuffle=True, drop=T
   return {"image": dataset.images[chosen], "label": dataset.labels[chosen]}
 
 
+def data_parallel(batch_size):
+  """A mesh over every device of every host: the batch is split along "data",
+  the state replicated (jit then partitions each step and reduces gradients,
+  curvature, batch-norm statistics and metrics across devices)."""
+  devices = jax.device_count()
+  if batch_size % devices:
+    raise ValueError(f"config.input.batch_size: {batch_size} must be a multiple of the "
+                     f"{devices} devices")
+  mesh = jax.make_mesh((devices,), ("data",))
+  return (jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("data")),
+          jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec()))
+
+
+def _global_batch(batch, sharding):
+  """This host's rows of the global batch → one array sharded over all devices."""
+  hosts, host = jax.process_count(), jax.process_index()
+  rows = batch["label"].shape[0] // hosts
+  local = {k: v[host * rows:(host + 1) * rows] for k, v in batch.items()}
+  return {k: jax.make_array_from_process_local_data(sharding, v) for k, v in local.items()}
+
+
 def initial_state(config, key, image_shape):
   space = config.space
   weights = darts.init_weights(key, space, in_channels=image_shape[-1])
@@ -104,12 +125,14 @@ def run_search(config, workdir: str, log=print):
   spec = darts.cell_spec(config.space)
   os.makedirs(workdir, exist_ok=True)
   base_key = jax.random.PRNGKey(config.seed)
+  batch_sharding, replicated = data_parallel(config.input.batch_size)
   state = initial_state(config, jax.random.fold_in(base_key, 0), train.image_shape)
   optimizer, train_step, curvature_step, eval_step = objective.make_steps(config)
   checkpointer = Checkpointer(workdir)
   position = {"phase": 0, "step": 0, "global_step": 0, "saves": 0, "elapsed": {}}
   if checkpointer.latest_step() is not None:
     state, position = checkpointer.restore(state)
+  state = jax.device_put(state, replicated)
     log(f"resuming from {workdir}: phase {position['phase'] + 1}/{len(phases)}, "
         f"step {position['step']}")
   writer = MetricWriter(workdir, tensorboard=config.tensorboard)
@@ -134,6 +157,8 @@ def run_search(config, workdir: str, log=print):
         offset = phases[index - 1][2] - steps if kind == "curvature" else 0
         batch = _batch(train if part != "test" else test, parts[part], batch_size,
                        config.seed, epoch, step + offset, drop=kind != "test")
+        if kind != "test":
+          batch = _global_batch(batch, batch_sharding)
         key = jax.random.fold_in(jax.random.fold_in(base_key, index + 1), step)
         state, metrics = _step(kind, state, batch, key, train_step, curvature_step,
                                eval_step, optimizer, config, spec)
@@ -159,7 +184,8 @@ def run_search(config, workdir: str, log=print):
       if kind == "update" and round_ == config.search.rounds - 1:
         report.write_search_outputs(config, workdir, spec, state, position)
         if config.retrain.epochs:
-          state = _start_retrain(state, config, workdir, base_key, train.image_shape)
+          state = jax.device_put(
+              _start_retrain(state, config, workdir, base_key, train.image_shape), replicated)
       position["phase"] += 1
       position["step"] = 0
       _save(checkpointer, state, position)
