@@ -98,6 +98,11 @@ def harmonic(*terms):
   return 1.0 / inverse_sum
 
 
+def _nonnegative(x):
+  x = jnp.asarray(x)
+  return jnp.where(x <= 0, jnp.zeros_like(x), x)
+
+
 def cell_gamma(origin_switch, op_switch, edges: Sequence[tuple[int, int]], num_inputs: int,
                dependency: str = "full"):
   """Eq. 20 for one cell: γ of every origin and op scalar from the switches.
@@ -116,8 +121,10 @@ def cell_gamma(origin_switch, op_switch, edges: Sequence[tuple[int, int]], num_i
   """
   if dependency not in DEPENDENCIES:
     raise ValueError(f"dependency: expected one of {DEPENDENCIES}, got {dependency!r}")
-  origin_switch = jnp.asarray(origin_switch)
-  op_switch = jnp.asarray(op_switch)
+  # A switch is ≥ 0 by construction (|w|/ω); a negative (or −0) one is read as "off"
+  # so that 1/a + 1/b cannot cancel to 0 (γ = ∞) or give −∞ + ∞ (NaN).
+  origin_switch = _nonnegative(origin_switch)
+  op_switch = _nonnegative(op_switch)
   edge_path = harmonic(origin_switch[:, None], op_switch)  # h(s⁰, s) per (edge, op)
   if dependency == "edge_only":
     return origin_switch, edge_path
@@ -164,5 +171,8 @@ def cell_keep(origin_keep, op_keep, edges: Sequence[tuple[int, int]], num_inputs
 def entropy(gamma):
   """½ ln(2πeγ), the entropy of N(0, γ) (−∞ for γ = 0 is returned as a large
   negative finite number)."""
-  return 0.5 * jnp.log(2 * math.pi * math.e * jnp.maximum(gamma, jnp.finfo(
-      jnp.result_type(gamma, jnp.float32)).tiny))
+  gamma = jnp.asarray(gamma)
+  if not jnp.issubdtype(gamma.dtype, jnp.floating):
+    gamma = gamma.astype(jnp.result_type(float))
+  tiny = jnp.asarray(jnp.finfo(gamma.dtype).tiny, gamma.dtype)
+  return 0.5 * jnp.log(2 * math.pi * math.e * jnp.maximum(gamma, tiny))

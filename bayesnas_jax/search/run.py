@@ -123,18 +123,18 @@ def run_search(config, workdir: str, log=print):
   sizes = {k: len(v) for k, v in parts.items()}
   phases = build_schedule(config, sizes)
   spec = darts.cell_spec(config.space)
+  batch_sharding, replicated = data_parallel(config.input.batch_size)
   os.makedirs(workdir, exist_ok=True)
   base_key = jax.random.PRNGKey(config.seed)
-  batch_sharding, replicated = data_parallel(config.input.batch_size)
   state = initial_state(config, jax.random.fold_in(base_key, 0), train.image_shape)
   optimizer, train_step, curvature_step, eval_step = objective.make_steps(config)
   checkpointer = Checkpointer(workdir)
   position = {"phase": 0, "step": 0, "global_step": 0, "saves": 0, "elapsed": {}}
   if checkpointer.latest_step() is not None:
     state, position = checkpointer.restore(state)
-  state = jax.device_put(state, replicated)
     log(f"resuming from {workdir}: phase {position['phase'] + 1}/{len(phases)}, "
         f"step {position['step']}")
+  state = jax.device_put(state, replicated)
   writer = MetricWriter(workdir, tensorboard=config.tensorboard)
   batch_size = config.input.batch_size
   stop_after = config.get("stop_after_steps", 0)
