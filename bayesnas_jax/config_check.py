@@ -44,7 +44,7 @@ def validate(config):
                 "search.top_k"):
     _positive_int(config, field)
   for field in ("search.warmup_epochs", "search.curvature_batches", "retrain.epochs",
-                "input.crop_padding", "input.cutout_length", "stop_after_steps"):
+                "input.crop_padding", "input.cutout_length", "input.image_size", "stop_after_steps"):
     _positive_int(config, field, allow_zero=True)
   _number(config, "search.lambda_w", 0, low_open=True)
   _number(config, "search.learning_rate", 0, low_open=True)
@@ -55,6 +55,10 @@ def validate(config):
   _number(config, "search.prune_threshold", 0)
   _need(config.search.curvature_mode in MODES, "search.curvature_mode", f"one of {MODES}",
         config.search.curvature_mode)
+  _need(config.search.compute_dtype in ("float32", "bfloat16"), "search.compute_dtype",
+        "'float32' or 'bfloat16'", config.search.compute_dtype)
+  _need(config.search.curvature_pass in ("after", "during"), "search.curvature_pass",
+        "'after' or 'during'", config.search.curvature_pass)
   _need(config.search.dependency in DEPENDENCIES, "search.dependency",
         f"one of {DEPENDENCIES}", config.search.dependency)
   _need(config.search.grouping in GROUPINGS, "search.grouping", f"one of {GROUPINGS}",

@@ -9,11 +9,14 @@ import json
 import os
 import sys
 
+from absl import logging
+
 from bayesnas_jax import config_check
 from bayesnas_jax.data import DataNotFoundError
 
 
 def main(config, workdir: str) -> int:
+  logging.set_verbosity(logging.WARNING)  # orbax and XLA info lines are noise here
   try:
     config_check.validate(config)
     if os.path.exists(workdir) and not os.path.isdir(workdir):

@@ -34,6 +34,7 @@ def get_config(arg=None):
   config.input.crop_padding = 4
   config.input.flip = True
   config.input.cutout_length = 0
+  config.input.image_size = 0  # > 0: resize images to this size on device.
 
   config.space = ml_collections.ConfigDict()
   config.space.name = "darts"
@@ -57,7 +58,14 @@ def get_config(arg=None):
   config.search.lambda_w = 0.01  # Sparsity intensity (eq. 21); also divides H.
   config.search.weight_decay = 0.01  # λ of λ‖W‖² (Algorithm 1 initialisation).
   config.search.curvature_mode = "hessian"  # hessian | ggn
+  # bfloat16: the network computes in bf16; curvature accumulation and the prior
+  # update stay float32.
+  config.search.compute_dtype = "float32"
   config.search.curvature_batches = 0  # 0: all batches of the round; K: the last K.
+  # after: a pass with frozen weights after the round's training (Algorithm 1).
+  # during: the curvature comes out of the training steps' own backward pass
+  # (one compiled step, no extra pass; weights move while it is measured).
+  config.search.curvature_pass = "after"
   config.search.dependency = "full"  # full (SPEC §2) | edge_only (released code)
   config.search.grouping = "cell_type"  # cell_type (eq. 21) | none (eq. 16)
   config.search.prune_threshold = 0.05854983152431917  # 1/(2πe): entropy ≤ 0.

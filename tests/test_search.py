@@ -5,14 +5,11 @@ import os
 import subprocess
 import sys
 
-import numpy as np
 import pytest
-from PIL import Image
 
 from configs import quickstart
 from bayesnas_jax.search import run
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from tests_support import ROOT, make_image_folder
 TINY_OPS = ("skip_connect", "sep_conv_3x3", "max_pool_3x3", "avg_pool_3x3")
 OVERRIDES = {
     "input.batch_size": 8, "space.channels": 4, "space.layers": 3,
@@ -25,16 +22,7 @@ OVERRIDES = {
 @pytest.fixture(scope="module")
 def tiny_data(tmp_path_factory):
   """A 3-class image folder of 8×8 PNGs: 48 train and 9 test images."""
-  root = tmp_path_factory.mktemp("images")
-  rng = np.random.default_rng(0)
-  for split, count in (("train", 16), ("test", 3)):
-    for label, name in enumerate(("ant", "bee", "cat")):
-      folder = root / split / name
-      folder.mkdir(parents=True)
-      for i in range(count):
-        pixels = rng.integers(0, 60, (8, 8, 3)) + 60 * label
-        Image.fromarray(pixels.astype(np.uint8)).save(folder / f"{i}.png")
-  return str(root)
+  return make_image_folder(tmp_path_factory.mktemp("images"))
 
 
 def tiny_config(data_path, **extra):

@@ -13,6 +13,8 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+from bayesnas_jax.nn.ordering import after
+
 IMPLS = ("auto", "lax", "shifted", "masked_dense")
 _DIMS = ("NHWC", "HWIO", "NHWC")
 
@@ -69,17 +71,26 @@ def _shifted_forward(x, w, stride, dilation):
 
 
 def _shifted_input_transpose(w, g, x_shape, stride, dilation):
-  """∂/∂x of <g, depthwise(x, w)>: each tap's cotangent g·w_ij placed back at
-  its input positions (interior padding undoes the stride)."""
-  height, width = x_shape[1:3]
+  """∂/∂x of <g, depthwise(x, w)>: a stride-1 correlation of the cotangent,
+  spread to input resolution (interior padding undoes the stride) and padded
+  once, with the flipped kernel. The single padded copy keeps XLA from
+  materialising one padded map per tap when it fuses the sums of cotangents
+  that meet at a node."""
+  n, height, width, channels = x_shape
+  kh, kw = w.shape[:2]
   pads, _, span = _shifted_geometry(x_shape, w.shape, stride, dilation)
-  zero = jnp.zeros((), g.dtype)
+  reach_h, reach_w = (kh - 1) * dilation, (kw - 1) * dilation
+  low_h, low_w = reach_h - pads[0][0], reach_w - pads[1][0]
+  cfg = ((0, 0, 0), (low_h, height + pads[0][0] - span[0], stride - 1),
+         (low_w, width + pads[1][0] - span[1], stride - 1), (0, 0, 0))
+  gp = lax.pad(g, jnp.zeros((), g.dtype), cfg)  # [n, height + reach_h, ...]
   total = None
-  for i, j, off_h, off_w in _tap_offsets(w.shape, pads, dilation):
-    cfg = ((0, 0, 0), (off_h, height - off_h - span[0], stride - 1),
-           (off_w, width - off_w - span[1], stride - 1), (0, 0, 0))
-    term = lax.pad(g * w[i, j, 0], zero, cfg)
-    total = term if total is None else total + term
+  for i in range(kh):
+    for j in range(kw):
+      top, left = (kh - 1 - i) * dilation, (kw - 1 - j) * dilation
+      window = lax.slice(gp, (0, top, left, 0), (n, top + height, left + width, channels))
+      term = window * w[i, j, 0]
+      total = term if total is None else total + term
   return total
 
 
@@ -118,7 +129,8 @@ def _depthwise_shifted_fwd(x, w, stride, dilation):
 
 
 def _depthwise_shifted_bwd(stride, dilation, residuals, g):
-  x, w = residuals
+  # Tied to g so that XLA builds the padded copy of x in the backward pass.
+  x, w = after(residuals, g)
   return (_shifted_input_transpose(w, g, x.shape, stride, dilation),
           _shifted_weight_transpose(x, g, w.shape, stride, dilation))
 

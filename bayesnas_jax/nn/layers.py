@@ -21,6 +21,7 @@ import jax.numpy as jnp
 from jax import lax
 
 from bayesnas_jax.nn import conv as conv_impls
+from bayesnas_jax.nn.ordering import after
 from bayesnas_jax.nn.probe import Probed, mode_of, probe_of, structural, value_of
 from bayesnas_jax.nn.rules import bilinear
 
@@ -95,7 +96,7 @@ def _probed_normalize_fwd(axes, eps, x, x_probe, mean, var):
 
 
 def _probed_normalize_bwd(axes, eps, residuals, cotangents):
-  x, mean, var = residuals
+  x, mean, var = after(residuals, cotangents)
   grad_y, curv_y = cotangents
   _, vjp = jax.vjp(lambda x_: _plain_normalize(axes, eps, x_, mean, var), x)
   (grad_x,) = vjp(grad_y)

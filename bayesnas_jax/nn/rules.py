@@ -21,6 +21,7 @@ from typing import Callable, NamedTuple
 import jax
 import jax.numpy as jnp
 
+from bayesnas_jax.nn.ordering import after
 from bayesnas_jax.nn.probe import Probed, mode_of, probe_of, value_of
 
 
@@ -39,13 +40,21 @@ def _bilinear_fwd(f, x, x_probe, w, w_probe):
   return _bilinear(f, x, x_probe, w, w_probe), (x, w)
 
 
+def _squared_transpose(f, x, w, curv_y):
+  """H_x, H_w = f(·, w∘w)ᵀ H_y, f(x∘x, ·)ᵀ H_y, computed in float32 at least so
+  that the sums over batch and positions do not lose small terms in bf16."""
+  wide = jnp.promote_types(jnp.result_type(x, w, curv_y), jnp.float32)
+  _, vjp = jax.vjp(f, (x * x).astype(wide), (w * w).astype(wide))
+  curv_x, curv_w = vjp(curv_y.astype(wide))
+  return curv_x.astype(x.dtype), curv_w.astype(w.dtype)
+
+
 def _bilinear_bwd(f, residuals, cotangents):
-  x, w = residuals
   grad_y, curv_y = cotangents
+  x, w = after(residuals, cotangents)
   _, grad_vjp = jax.vjp(f, x, w)
   grad_x, grad_w = grad_vjp(grad_y)
-  _, curv_vjp = jax.vjp(f, x * x, w * w)
-  curv_x, curv_w = curv_vjp(curv_y)
+  curv_x, curv_w = _squared_transpose(f, x, w, curv_y)
   return grad_x, curv_x, grad_w, curv_w
 
 
@@ -70,7 +79,12 @@ def bilinear(f: Callable, x, w):
 
 
 class Elementwise(NamedTuple):
-  """σ with its first and second derivatives, each a function of h."""
+  """σ with its first and second derivatives, each a function of h.
+
+  For a piecewise-linear σ (relu) pass `jnp.zeros_like` as `second`: the
+  σ''·∂L/∂a term is then known to vanish and is skipped, which keeps the
+  curvature pass from reading the gradient there.
+  """
   fn: Callable
   first: Callable
   second: Callable
@@ -89,11 +103,12 @@ def _elementwise_fwd(spec, mode, h, h_probe):
 
 def _elementwise_bwd(spec, mode, h, cotangents):
   grad_a, curv_a = cotangents
+  h = after(h, cotangents)
   _, grad_vjp = jax.vjp(spec.fn, h)
   (grad_h,) = grad_vjp(grad_a)
   d1 = spec.first(h)
   curv_h = d1 * d1 * curv_a
-  if mode == "hessian":
+  if mode == "hessian" and spec.second is not jnp.zeros_like:
     curv_h = curv_h + spec.second(h) * grad_a
   return grad_h, curv_h
 
@@ -127,6 +142,7 @@ def _routing_fwd(f, x, x_probe):
 
 def _routing_bwd(f, x, cotangents):
   grad_y, curv_y = cotangents
+  x = after(x, cotangents)
   _, vjp = jax.vjp(f, x)
   (grad_x,) = vjp(grad_y)
   (curv_x,) = vjp(curv_y)

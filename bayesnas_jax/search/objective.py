@@ -41,8 +41,24 @@ def l2_penalty(weights):
   return sum(jnp.sum(jnp.square(w)) for w in jax.tree_util.tree_leaves(weights))
 
 
-def data_loss(weights, arch, images, labels, masks, space_config):
+COMPUTE_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+
+
+def _cast(tree, dtype):
+  """Casts float leaves (plain or probed: a cast is a structural map)."""
+  return jax.tree_util.tree_map(
+      lambda x: nn.structural(lambda v: v.astype(dtype), x), tree, is_leaf=nn.is_probed)
+
+
+def data_loss(weights, arch, images, labels, masks, space_config, compute_dtype="float32"):
+  """E_D: mean cross-entropy of the search network. With compute_dtype
+  "bfloat16" the network runs in bf16 (weights, scalars, activations) while the
+  loss, its gradients and the curvature come back in float32."""
+  if compute_dtype != "float32":
+    dtype = COMPUTE_DTYPES[compute_dtype]
+    weights, arch, images = _cast(weights, dtype), _cast(arch, dtype), images.astype(dtype)
   logits = darts.apply(weights, arch, images, space_config, masks)
+  logits = nn.structural(lambda v: v.astype(jnp.float32), logits)
   loss = nn.softmax_cross_entropy(logits, labels)
   return loss, nn.value_of(logits)
 
@@ -61,12 +77,19 @@ def make_optimizer(config):
 
 
 def prepare_images(images, key, input_config, train):
-  """uint8 batch → augmented (if train) float images, on device."""
+  """uint8 batch → augmented (if train) float images, on device; resized to
+  `input_config.image_size` when that is set and differs."""
   if train:
-    return augment.augment_batch(
+    images = augment.augment_batch(
         key, images, crop_padding=input_config.crop_padding, flip=input_config.flip,
         cutout_length=input_config.cutout_length)
-  return augment.preprocess(images)
+  else:
+    images = augment.preprocess(images)
+  size = input_config.get("image_size", 0)
+  if size and size != images.shape[1]:
+    images = jax.image.resize(images, (images.shape[0], size, size, images.shape[3]),
+                              "linear", antialias=True)
+  return images
 
 
 def _accuracy(logits, labels):
@@ -90,7 +113,9 @@ def _build_steps(config):
   """Builds the jitted steps for `config` (space, input and search fields).
 
   train_step(params, opt_state, batch, key, omega, masks, arch_scale) does one
-  SGD step on eq. 21; arch_scale = 0 freezes the architecture scalars (weights
+  SGD step on eq. 21 and returns (params, opt_state, metrics, curvature), the
+  curvature of E_D w.r.t. the architecture scalars when
+  `search.curvature_pass == "during"` (else None); arch_scale = 0 freezes the architecture scalars (weights
   warm-up, retraining a derived cell). curvature_step(params, batch, masks)
   returns (E_D, H of E_D w.r.t. the architecture scalars). eval_step returns
   (loss, accuracy).
@@ -99,30 +124,58 @@ def _build_steps(config):
   optimizer = make_optimizer(search)
 
   def objective(params, images, labels, omega, masks):
-    loss, logits = data_loss(params["weights"], params["arch"], images, labels, masks, space)
-    total = (loss + search.lambda_w * sparsity_penalty(params["arch"], omega, search.grouping)
-             + search.weight_decay * l2_penalty(params["weights"]))
-    return total, (loss, _accuracy(logits, labels))
+    loss, logits = data_loss(params["weights"], params["arch"], images, labels, masks, space,
+                             search.compute_dtype)
+    return loss + penalties(params, omega), (loss, _accuracy(logits, labels))
 
-  @jax.jit
-  def train_step(params, opt_state, batch, key, omega, masks, arch_scale):
-    images = prepare_images(batch["image"], key, inputs, train=True)
-    grads, (loss, accuracy) = jax.grad(objective, has_aux=True)(
-        params, images, batch["label"], omega, masks)
+  def penalties(params, omega):
+    return (search.lambda_w * sparsity_penalty(params["arch"], omega, search.grouping)
+            + search.weight_decay * l2_penalty(params["weights"]))
+
+  def apply_update(params, opt_state, grads, masks, arch_scale):
     grads = {"weights": grads["weights"],
              "arch": jax.tree_util.tree_map(lambda g: g * arch_scale, grads["arch"])}
     updates, opt_state = optimizer.update(grads, opt_state, params)
     params = optax.apply_updates(params, updates)
     # Pruned scalars stay exactly 0.
     params["arch"] = jax.tree_util.tree_map(lambda w, m: w * m, params["arch"], masks)
-    return params, opt_state, {"loss": loss, "accuracy": accuracy}
+    return params, opt_state
+
+  if search.curvature_pass == "during":
+    # One pass gives the gradient of eq. 21 and the curvature of E_D w.r.t. the
+    # architecture scalars: the curvature is accumulated while training.
+    @jax.jit
+    def train_step(params, opt_state, batch, key, omega, masks, arch_scale):
+      images = prepare_images(batch["image"], key, inputs, train=True)
+
+      def loss_fn(p):
+        return data_loss(p["weights"], p["arch"], images, batch["label"], masks, space,
+                         search.compute_dtype)
+
+      (loss, logits), grads, curvature = value_grad_curvature(
+          loss_fn, params, mode=search.curvature_mode, has_aux=True,
+          probe_mask={"weights": False, "arch": True})
+      penalty_grads = jax.grad(penalties)(params, omega)
+      grads = jax.tree_util.tree_map(jnp.add, grads, penalty_grads)
+      params, opt_state = apply_update(params, opt_state, grads, masks, arch_scale)
+      metrics = {"loss": loss, "accuracy": _accuracy(logits, batch["label"])}
+      return params, opt_state, metrics, curvature["arch"]
+  else:
+    @jax.jit
+    def train_step(params, opt_state, batch, key, omega, masks, arch_scale):
+      images = prepare_images(batch["image"], key, inputs, train=True)
+      grads, (loss, accuracy) = jax.grad(objective, has_aux=True)(
+          params, images, batch["label"], omega, masks)
+      params, opt_state = apply_update(params, opt_state, grads, masks, arch_scale)
+      return params, opt_state, {"loss": loss, "accuracy": accuracy}, None
 
   @jax.jit
   def curvature_step(params, batch, masks):
     images = prepare_images(batch["image"], None, inputs, train=False)
 
     def loss_of_arch(arch):
-      return data_loss(params["weights"], arch, images, batch["label"], masks, space)[0]
+      return data_loss(params["weights"], arch, images, batch["label"], masks, space,
+                       search.compute_dtype)[0]
 
     loss, _, curvature = value_grad_curvature(loss_of_arch, params["arch"],
                                               mode=search.curvature_mode)
@@ -132,7 +185,7 @@ def _build_steps(config):
   def eval_step(params, batch, masks):
     images = prepare_images(batch["image"], None, inputs, train=False)
     loss, logits = data_loss(params["weights"], params["arch"], images, batch["label"],
-                             masks, space)
+                             masks, space, search.compute_dtype)
     return loss, _accuracy(logits, batch["label"])
 
   return optimizer, train_step, curvature_step, eval_step

@@ -39,8 +39,10 @@ def build_schedule(config, sizes):
   for r in range(search.rounds):
     for _ in range(search.epochs_per_round):
       phases.append(("train", r, train_steps, "search"))
-    k = search.curvature_batches
-    phases.append(("curvature", r, min(k, train_steps) if k > 0 else train_steps, "search"))
+    if search.curvature_pass == "after":
+      k = search.curvature_batches
+      phases.append(("curvature", r, min(k, train_steps) if k > 0 else train_steps,
+                     "search"))
     phases.append(("update", r, 1, None))
   if config.retrain.epochs:
     retrain_steps = data_lib.steps_per_epoch(sizes["train"], batch)
@@ -68,7 +70,10 @@ def _load_data(config):
   else:
     warmup_idx, search_idx = np.zeros((0,), np.int64), np.arange(len(train))
   parts = {"warmup": warmup_idx, "search": search_idx, "train": np.arange(len(train)),
-           "test": np.arange(len(test)) if test is not None else np.zeros((0,), np.int64)}
+           # The search network normalises with batch statistics, so test batches
+           # must mix classes: a fixed shuffle of the test split.
+           "test": (data_lib.epoch_order(len(test), config.seed, 0) if test is not None
+                    else np.zeros((0,), np.int64))}
   return train, test, parts
 
 
@@ -90,7 +95,7 @@ def data_parallel(batch_size):
   if batch_size % devices:
     raise ValueError(f"config.input.batch_size: {batch_size} must be a multiple of the "
                      f"{devices} devices")
-  mesh = jax.make_mesh((devices,), ("data",))
+  mesh = jax.make_mesh((devices,), ("data",), axis_types=(jax.sharding.AxisType.Auto,))
   return (jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("data")),
           jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec()))
 
@@ -160,8 +165,13 @@ def run_search(config, workdir: str, log=print):
         if kind != "test":
           batch = _global_batch(batch, batch_sharding)
         key = jax.random.fold_in(jax.random.fold_in(base_key, index + 1), step)
+        # With curvature_pass "during", the last epoch of a round accumulates the
+        # curvature of its batches (all, or the last K).
+        k = config.search.curvature_batches
+        accumulate = (kind == "train" and config.search.curvature_pass == "during"
+                      and phases[index + 1][0] == "update" and (k == 0 or step >= steps - k))
         state, metrics = _step(kind, state, batch, key, train_step, curvature_step,
-                               eval_step, optimizer, config, spec)
+                               eval_step, accumulate)
         position["step"] += 1
         position["global_step"] += 1
         steps_this_launch += 1
@@ -204,17 +214,20 @@ class Interrupted(RuntimeError):
   """Raised when `stop_after_steps` ends a launch early (used by tests)."""
 
 
-def _step(kind, state, batch, key, train_step, curvature_step, eval_step, optimizer,
-          config, spec):
-  del optimizer, spec
+def _step(kind, state, batch, key, train_step, curvature_step, eval_step, accumulate):
   if kind in ("warmup", "train", "retrain"):
     arch_scale = jnp.asarray(1.0 if kind == "train" else 0.0)
     omega = state["prior"]["omega"]
     if kind == "retrain":
       omega = jax.tree_util.tree_map(jnp.zeros_like, omega)
-    params, opt_state, metrics = train_step(state["params"], state["opt_state"], batch, key,
-                                            omega, state["masks"], arch_scale)
-    return {**state, "params": params, "opt_state": opt_state}, metrics
+    params, opt_state, metrics, curvature = train_step(
+        state["params"], state["opt_state"], batch, key, omega, state["masks"], arch_scale)
+    state = {**state, "params": params, "opt_state": opt_state}
+    if accumulate:
+      state["curvature_sum"] = jax.tree_util.tree_map(jnp.add, state["curvature_sum"],
+                                                      curvature)
+      state["curvature_count"] = state["curvature_count"] + 1
+    return state, metrics
   if kind == "curvature":
     loss, curvature = curvature_step(state["params"], batch, state["masks"])
     total = jax.tree_util.tree_map(jnp.add, state["curvature_sum"], curvature)

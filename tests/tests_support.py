@@ -1,0 +1,21 @@
+"""Small helpers shared by the end-to-end tests."""
+import os
+
+import numpy as np
+from PIL import Image
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def make_image_folder(root, train_per_class=16, test_per_class=3, size=8,
+                      classes=("ant", "bee", "cat")):
+  """A class-separable image folder of small PNGs; returns its path."""
+  rng = np.random.default_rng(0)
+  for split, count in (("train", train_per_class), ("test", test_per_class)):
+    for label, name in enumerate(classes):
+      folder = os.path.join(root, split, name)
+      os.makedirs(folder, exist_ok=True)
+      for i in range(count):
+        pixels = rng.integers(0, 60, (size, size, 3)) + 60 * label
+        Image.fromarray(pixels.astype(np.uint8)).save(os.path.join(folder, f"{i}.png"))
+  return str(root)
