@@ -18,19 +18,28 @@ from bayesnas_jax.data import DataNotFoundError
 def main(config, workdir: str) -> int:
   logging.set_verbosity(logging.WARNING)  # orbax and XLA info lines are noise here
   try:
-    config_check.validate(config)
-    if os.path.exists(workdir) and not os.path.isdir(workdir):
+    mode = config.get("mode", "search")
+    if mode == "search":
+      config_check.validate(config)
+    elif mode in ("train", "summary"):
+      from bayesnas_jax.evaluation import train  # pylint: disable=import-outside-toplevel
+      train.validate(config)
+    else:
+      raise ValueError(f"config.mode: expected 'search', 'train' or 'summary', got {mode!r}")
+    if mode != "summary" and os.path.exists(workdir) and not os.path.isdir(workdir):
       raise ValueError(f"--workdir: {workdir} exists and is not a directory")
     if config.get("compilation_cache_dir"):
       import jax  # pylint: disable=import-outside-toplevel
       jax.config.update("jax_compilation_cache_dir",
                         os.path.expanduser(config.compilation_cache_dir))
       jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
-    if config.mode == "search":
+    if mode == "search":
       from bayesnas_jax.search import run  # pylint: disable=import-outside-toplevel
       summary = run.run_search(config, workdir, log=_log)
+    elif mode == "train":
+      summary = train.train_and_evaluate(config, workdir, log=_log)
     else:
-      raise ValueError(f"config.mode: expected 'search', got {config.mode!r}")
+      summary = train.summarize(config)
   except (ValueError, KeyError, DataNotFoundError) as err:
     # One line: a missing dataset's list of places tried is joined into it.
     message = " ".join(line.strip() for line in str(err).strip("'\"").splitlines())

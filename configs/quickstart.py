@@ -22,8 +22,6 @@ def get_config(arg=None):
   config.space.stem_multiplier = 2
   config.search.rounds = 1
   config.search.curvature_batches = 20
-  # One compiled step for training and curvature: halves compilation on a CPU.
-  config.search.curvature_pass = "during"
   config.search.learning_rate = 0.05
   config.search.weight_decay = 3e-4
   config.retrain.epochs = 1

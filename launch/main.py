@@ -15,13 +15,16 @@ from bayesnas_jax import launcher
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file("config", None, "Configuration file (get_config).",
                                 lock_config=True)
-flags.DEFINE_string("workdir", None, "Directory for checkpoints, metrics and results.")
-flags.mark_flags_as_required(["config", "workdir"])
+flags.DEFINE_string("workdir", None, "Directory for checkpoints, metrics and results "
+                    "(not needed with --config.mode=summary).")
+flags.mark_flags_as_required(["config"])
 
 
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  if FLAGS.workdir is None and FLAGS.config.get("mode", "search") != "summary":
+    raise app.UsageError("--workdir is required (except with --config.mode=summary)")
   launcher.initialize_distributed()
   sys.exit(launcher.main(FLAGS.config, FLAGS.workdir))
 
