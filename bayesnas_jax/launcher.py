@@ -40,6 +40,11 @@ def main(config, workdir: str) -> int:
       summary = train.train_and_evaluate(config, workdir, log=_log)
     else:
       summary = train.summarize(config)
+  except RuntimeError as err:
+    if type(err).__name__ != "Interrupted":
+      raise
+    print(f"stopped: {err}; relaunch the same command to resume", file=sys.stderr)
+    return 3
   except (ValueError, KeyError, DataNotFoundError) as err:
     # One line: a missing dataset's list of places tried is joined into it.
     message = " ".join(line.strip() for line in str(err).strip("'\"").splitlines())
