@@ -77,7 +77,7 @@ def build(args):
   def sep_params(cin, cout):
     return {"dw": he((3, 3, 1, cin), 9), "pw": he((1, 1, cin, cout), cin)}
 
-  # Candidate operations on one edge: (name, builder of params, apply).
+  # Candidate operations of an edge: apply(params, x, stride).
   def op_sep(p, x, stride):
     h = nn.relu(x)
     h = nn.conv2d(h, p["dw"], stride=stride, groups=p["dw"].shape[-1], impl=impl)
