@@ -16,6 +16,7 @@ parameters (without the auxiliary head) and multiply-adds per image only.
 import ml_collections
 
 from bayesnas_jax.data.augment import CIFAR10_MEAN, CIFAR10_STD
+from configs import darts_cifar10_search
 
 
 def get_config(arg=None):
@@ -29,13 +30,7 @@ def get_config(arg=None):
   config.stop_after_steps = 0  # > 0 ends the launch early (resume testing).
   config.compilation_cache_dir = ""  # e.g. ~/.cache/bayesnas_jax: reuse XLA builds.
 
-  config.data = ml_collections.ConfigDict()
-  config.data.source = "auto"
-  config.data.name = "cifar10"
-  config.data.path = ""  # A folder with <split>/<class>/*.jpg, or cifar-10-batches-py.
-  config.data.data_dir = ""  # TFDS data_dir with prepared cifar10.
-  config.data.splits = ("train", "test")
-  config.data.cache_dir = ""
+  config.data = darts_cifar10_search.cifar10_data()
 
   config.input = ml_collections.ConfigDict()
   config.input.batch_size = 96

@@ -11,6 +11,18 @@ from bayesnas_jax.spaces.ops import DARTS_OPS
 LAMBDA_W_PRESETS = ("0.01", "0.007", "0.005")
 
 
+def cifar10_data():
+  """The `data` section for CIFAR-10, shared with the evaluation config."""
+  data = ml_collections.ConfigDict()
+  data.source = "auto"
+  data.name = "cifar10"
+  data.path = ""  # A folder with <split>/<class>/*.jpg, or cifar-10-batches-py.
+  data.data_dir = ""  # TFDS data_dir with prepared cifar10.
+  data.splits = ("train", "test")
+  data.cache_dir = ""
+  return data
+
+
 def get_config(arg=None):
   config = ml_collections.ConfigDict()
   config.seed = 0
@@ -21,13 +33,7 @@ def get_config(arg=None):
   config.stop_after_steps = 0  # > 0 ends the launch early (resume testing).
   config.compilation_cache_dir = ""  # e.g. ~/.cache/bayesnas_jax: reuse XLA builds.
 
-  config.data = ml_collections.ConfigDict()
-  config.data.source = "auto"
-  config.data.name = "cifar10"
-  config.data.path = ""  # A folder with <split>/<class>/*.jpg, or cifar-10-batches-py.
-  config.data.data_dir = ""  # TFDS data_dir with prepared cifar10.
-  config.data.splits = ("train", "test")
-  config.data.cache_dir = ""
+  config.data = cifar10_data()
 
   config.input = ml_collections.ConfigDict()
   config.input.batch_size = 64
