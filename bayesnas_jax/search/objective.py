@@ -38,6 +38,7 @@ def sparsity_penalty(arch, omega, grouping):
 
 
 def l2_penalty(weights):
+  """‖W‖² of a weight tree or flat vector."""
   return sum(jnp.sum(jnp.square(w)) for w in jax.tree_util.tree_leaves(weights))
 
 
@@ -51,9 +52,13 @@ def _cast(tree, dtype):
 
 
 def data_loss(weights, arch, images, labels, masks, space_config, compute_dtype="float32"):
-  """E_D: mean cross-entropy of the search network. With compute_dtype
-  "bfloat16" the network runs in bf16 (weights, scalars, activations) while the
-  loss, its gradients and the curvature come back in float32."""
+  """E_D: mean cross-entropy of the search network. `weights` is the tree of
+  `darts.init_weights` or its flat vector (`darts.init_flat_weights`). With
+  compute_dtype "bfloat16" the network runs in bf16 (weights, scalars,
+  activations) while the loss, its gradients and the curvature come back in
+  float32."""
+  if not isinstance(weights, dict):
+    weights = darts.unravel_weights(weights, space_config, images.shape[-1])
   if compute_dtype != "float32":
     dtype = COMPUTE_DTYPES[compute_dtype]
     weights, arch, images = _cast(weights, dtype), _cast(arch, dtype), images.astype(dtype)

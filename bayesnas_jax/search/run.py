@@ -110,7 +110,7 @@ def _global_batch(batch, sharding):
 
 def initial_state(config, key, image_shape):
   space = config.space
-  weights = darts.init_weights(key, space, in_channels=image_shape[-1])
+  weights = darts.init_flat_weights(key, space, in_channels=image_shape[-1])
   arch = darts.init_arch(space)
   params = {"weights": weights, "arch": arch}
   optimizer = objective.make_optimizer(config.search)

@@ -5,9 +5,11 @@ Edge j→k computes Σ_o w_jk^o · o(w_jk^0 · z_j) (eq. 1 with the origin scala
 §4.2); node k sums its incoming edges. Edges are numbered as in DARTS: for each
 intermediate node k in order, its inputs j = 0 … k−1.
 
-For speed and compile time, all out-edges of one source node run as one
-`jax.vmap` over stacked per-edge weights (they share their input), so a cell is
-num_inputs + num_nodes − 1 batched op blocks rather than 14 × 7 op instances.
+For speed and compile time, edges run folded along channels with stacked
+per-edge weights (see `ops`), and a cell compiles two op blocks whatever its
+size: one for the out-edges of the cell inputs and one `lax.scan` body for
+those of the intermediate nodes (see `apply_cell_edges`). Weights are stored
+per source node, `weights["from_j"][op]` stacked over j's out-edges.
 """
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax import lax
 
 from bayesnas_jax import nn
 from bayesnas_jax.spaces.ops import OPS
@@ -80,35 +83,96 @@ def repeat_per_channel(scalars, channels):
   return nn.structural(lambda v: jnp.repeat(v, channels, axis=-1), scalars)
 
 
+def _concat_edges(trees):
+  """Per-op weight trees of several sources joined along their edge axis."""
+  return jax.tree_util.tree_map(
+      lambda *leaves: nn.structural(lambda *v: jnp.concatenate(v, 0), *leaves), *trees,
+      is_leaf=nn.is_probed)
+
+
+def _pad_and_stack(trees, slots):
+  """Weight trees with E_t ≤ slots edges → one tree [T, slots, ...], zero-padded."""
+  def pad(v):
+    return jnp.pad(v, [(0, slots - v.shape[0])] + [(0, 0)] * (v.ndim - 1))
+  return jax.tree_util.tree_map(
+      lambda *leaves: nn.structural(lambda *v: jnp.stack([pad(u) for u in v]), *leaves),
+      *trees, is_leaf=nn.is_probed)
+
+
+def _edge_block(weights, x, origin, op_scalars, spec: CellSpec, stride, config):
+  """Σ_o w^o_e · o(w⁰_e · x_e) for E edges folded along channels.
+
+  x: [N, H, W, E·C] (edge e's input in channel block e); origin [E];
+  op_scalars [E, O]; weights: per op, stacked over the E edges."""
+  edges = nn.value_of(origin).shape[0]
+  channels = nn.value_of(x).shape[-1] // edges
+  x = nn.scale(x, repeat_per_channel(origin, channels))
+  outs = [nn.scale(OPS[name].apply(weights[name], x, stride, config),
+                   repeat_per_channel(take_column(op_scalars, i), channels))
+          for i, name in enumerate(spec.ops)]
+  return nn.add(*outs)
+
+
+def tile_channels(x, times):
+  return nn.structural(lambda v: jnp.tile(v, (1,) * (v.ndim - 1) + (times,)), x)
+
+
 def apply_cell_edges(weights, origin, op_scalars, inputs, spec: CellSpec, reduction: bool,
                      config):
   """Runs the cell DAG. origin [E] and op_scalars [E, O] are this cell's
   (already masked) architecture scalars; returns the intermediate nodes.
 
-  The out-edges of one source run folded along channels (see `ops`)."""
-  contributions = {k: [] for k in spec.intermediate}
-  nodes = list(inputs)
-  for source in spec.sources:
-    if source >= spec.num_inputs:
-      nodes.append(nn.add(*contributions[source]))
-    edges = spec.out_edges(source)
-    stride = source_stride(spec, source, reduction)
-    x = nodes[source]
-    channels = nn.value_of(x).shape[-1]
-    # Every edge sees w⁰_e · x: tile x over the edges, scale each block.
-    wide = nn.structural(lambda v, n=len(edges): jnp.tile(v, (1, 1, 1, n)), x)
-    wide = nn.scale(wide, repeat_per_channel(take(origin, edges), channels))
-    scalars = take(op_scalars, edges)
-    outs = [nn.scale(OPS[name].apply(weights[f"from_{source}"][name], wide, stride, config),
-                     repeat_per_channel(take_column(scalars, i), channels))
-            for i, name in enumerate(spec.ops)]
-    out = nn.add(*outs)
-    for i, e in enumerate(edges):
-      part = nn.structural(lambda v, i=i: v[..., i * channels:(i + 1) * channels], out)
-      contributions[spec.edges[e][1]].append(part)
-  last = spec.intermediate[-1]
-  nodes.append(nn.add(*contributions[last]))
-  return nodes[spec.num_inputs:]
+  Compiled as two op blocks whatever the number of nodes: every out-edge of the
+  cell inputs runs as one channel-folded block, then a `lax.scan` visits the
+  intermediate source nodes in order, each step running that node's out-edges
+  in `num_nodes − 1` padded edge slots (padding gets zero weights and scalars
+  and lands in discarded rows). Node sums are accumulated in a carry of shape
+  [2·num_nodes − 2, N, H, W, C]; row k − num_inputs holds node k."""
+  n_in, n_nodes = spec.num_inputs, spec.num_nodes
+  stride = 2 if reduction else 1
+  # 1. All out-edges of the cell inputs (each input feeds every node).
+  in_edges = [e for s in range(n_in) for e in spec.out_edges(s)]
+  wide = nn.concat([tile_channels(x, n_nodes) for x in inputs])
+  out = _edge_block(_concat_edges([weights[f"from_{s}"] for s in range(n_in)]), wide,
+                    take(origin, in_edges), take(op_scalars, in_edges), spec, stride, config)
+  slots = n_nodes - 1
+  rows = n_nodes + max(slots - 1, 0)
+
+  def first_rows(v):
+    n, h, w, _ = v.shape
+    v = v.reshape(n, h, w, n_in, n_nodes, -1).sum(3)
+    v = jnp.moveaxis(v, 3, 0)
+    return jnp.pad(v, [(0, rows - n_nodes)] + [(0, 0)] * 4)
+
+  acc = nn.structural(first_rows, out)
+  if slots:
+    # 2. Intermediate sources n_in … n_in + n_nodes − 2, one scan step each.
+    steps = range(n_in, n_in + n_nodes - 1)
+    padded = np.full((len(steps), slots), spec.num_edges)  # index of a zero scalar
+    for t, s in enumerate(steps):
+      padded[t, :len(spec.out_edges(s))] = spec.out_edges(s)
+    with_zero = lambda a: nn.structural(
+        lambda v: jnp.concatenate([v, jnp.zeros((1,) + v.shape[1:], v.dtype)]), a)
+    xs = (jnp.arange(len(steps)),
+          _pad_and_stack([weights[f"from_{s}"] for s in steps], slots),
+          take(with_zero(origin), padded), take(with_zero(op_scalars), padded))
+
+    def step(acc, xs):
+      t, step_weights, step_origin, step_ops = xs
+      x = nn.structural(lambda a: lax.dynamic_index_in_dim(a, t, keepdims=False), acc)
+      out = _edge_block(step_weights, tile_channels(x, slots), step_origin, step_ops,
+                        spec, 1, config)
+
+      def accumulate(a, o):
+        n, h, w, _ = o.shape
+        o = jnp.moveaxis(o.reshape(n, h, w, slots, -1), 3, 0)
+        start = (t + 1, 0, 0, 0, 0)
+        return lax.dynamic_update_slice(a, lax.dynamic_slice(a, start, o.shape) + o, start)
+
+      return nn.structural(accumulate, acc, out), None
+
+    acc, _ = lax.scan(step, acc, xs)
+  return [nn.structural(lambda a, i=i: a[i], acc) for i in range(n_nodes)]
 
 
 def take_column(x, index):
