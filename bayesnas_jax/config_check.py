@@ -68,6 +68,8 @@ def validate(config):
   _need(config.space.name == "darts", "space.name", "'darts'", config.space.name)
   _need(config.space.depthwise_impl in IMPLS, "space.depthwise_impl", f"one of {IMPLS}",
         config.space.depthwise_impl)
+  _need(isinstance(config.space.get("scan_inputs", False), bool), "space.scan_inputs",
+        "true or false", config.space.get("scan_inputs"))
   ops_lib.check_ops(list(config.space.ops))
   _need(config.space.channels % 2 == 0, "space.channels", "an even number",
         config.space.channels)

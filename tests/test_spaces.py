@@ -27,7 +27,8 @@ def _space(num_nodes, ops=OPS_SMALL, layers=7, stem_multiplier=2):
   # 7 layers: N N R N R N N — runs [0, 1] (reading the stem) and [5, 6].
   return ml_collections.ConfigDict(dict(
       ops=list(ops), num_nodes=num_nodes, layers=layers, channels=2,
-      stem_multiplier=stem_multiplier, num_classes=3, depthwise_impl="auto"))
+      stem_multiplier=stem_multiplier, num_classes=3, depthwise_impl="auto",
+      scan_inputs=True))
 
 
 def _edge_weights(weights, spec, e):

@@ -122,57 +122,78 @@ def apply_cell_edges(weights, origin, op_scalars, inputs, spec: CellSpec, reduct
   """Runs the cell DAG. origin [E] and op_scalars [E, O] are this cell's
   (already masked) architecture scalars; returns the intermediate nodes.
 
-  Compiled as two op blocks whatever the number of nodes: every out-edge of the
-  cell inputs runs as one channel-folded block, then a `lax.scan` visits the
-  intermediate source nodes in order, each step running that node's out-edges
-  in `num_nodes − 1` padded edge slots (padding gets zero weights and scalars
-  and lands in discarded rows). Node sums are accumulated in a carry of shape
-  [2·num_nodes − 2, N, H, W, C]; row k − num_inputs holds node k."""
+  A `lax.scan` visits source nodes in order; each step runs that node's
+  out-edges folded along channels in a fixed number of edge slots (padding
+  gets zero weights and scalars and lands in discarded rows), and node sums
+  accumulate in a carry of node rows. By default (`config.scan_inputs`, and
+  always in reduction cells, whose input edges have stride 2) the out-edges
+  of the cell inputs run first as one block and the scan covers the
+  intermediate sources with num_nodes − 1 slots: two op blocks to compile per
+  cell. With `scan_inputs` on in a normal cell the inputs join the scan
+  (num_nodes slots): one block to compile, at the cost of computing padded
+  slots (20 slots for 14 edges in the DARTS cell)."""
   n_in, n_nodes = spec.num_inputs, spec.num_nodes
   stride = 2 if reduction else 1
-  # 1. All out-edges of the cell inputs (each input feeds every node).
-  in_edges = [e for s in range(n_in) for e in spec.out_edges(s)]
-  wide = nn.concat([tile_channels(x, n_nodes) for x in inputs])
-  out = _edge_block(_concat_edges([weights[f"from_{s}"] for s in range(n_in)]), wide,
-                    take(origin, in_edges), take(op_scalars, in_edges), spec, stride, config)
-  slots = n_nodes - 1
-  rows = n_nodes + max(slots - 1, 0)
+  scan_inputs = bool(config.get("scan_inputs", False)) and not reduction
+  first = 0 if scan_inputs else n_in  # first scanned source
+  slots = n_nodes if scan_inputs else n_nodes - 1
+  sources = list(range(first, n_in + n_nodes - 1))
+  # Row r of the carry holds node r + offset; offset = 0 keeps the inputs in
+  # rows 0 … n_in − 1 when they are scanned.
+  offset = 0 if scan_inputs else n_in
+  starts = [max(s + 1, n_in) - offset for s in sources]
+  rows = max([n_in + n_nodes - offset] + [start + slots for start in starts])
+  if scan_inputs:
+    acc = nn.structural(
+        lambda *v: jnp.concatenate([jnp.stack(v), jnp.zeros((rows - n_in,) + v[0].shape,
+                                                             v[0].dtype)]), *inputs)
+    # The carry must be probed from the start if the step's output will be.
+    mode = nn.mode_of(*jax.tree_util.tree_leaves((weights, origin, op_scalars),
+                                                 is_leaf=nn.is_probed))
+    if mode is not None and not nn.is_probed(acc):
+      acc = nn.Probed(acc, jnp.zeros_like(acc), mode)
+  else:
+    # All out-edges of the cell inputs (each input feeds every node) as one block.
+    in_edges = [e for s in range(n_in) for e in spec.out_edges(s)]
+    wide = nn.concat([tile_channels(x, n_nodes) for x in inputs])
+    out = _edge_block(_concat_edges([weights[f"from_{s}"] for s in range(n_in)]), wide,
+                      take(origin, in_edges), take(op_scalars, in_edges), spec, stride,
+                      config)
 
-  def first_rows(v):
-    n, h, w, _ = v.shape
-    v = v.reshape(n, h, w, n_in, n_nodes, -1).sum(3)
-    v = jnp.moveaxis(v, 3, 0)
-    return jnp.pad(v, [(0, rows - n_nodes)] + [(0, 0)] * 4)
+    def first_rows(v):
+      n, h, w, _ = v.shape
+      v = v.reshape(n, h, w, n_in, n_nodes, -1).sum(3)
+      v = jnp.moveaxis(v, 3, 0)
+      return jnp.pad(v, [(0, rows - n_nodes)] + [(0, 0)] * 4)
 
-  acc = nn.structural(first_rows, out)
-  if slots:
-    # 2. Intermediate sources n_in … n_in + n_nodes − 2, one scan step each.
-    steps = range(n_in, n_in + n_nodes - 1)
-    padded = np.full((len(steps), slots), spec.num_edges)  # index of a zero scalar
-    for t, s in enumerate(steps):
+    acc = nn.structural(first_rows, out)
+  if sources and slots:
+    padded = np.full((len(sources), slots), spec.num_edges)  # index of a zero scalar
+    for t, s in enumerate(sources):
       padded[t, :len(spec.out_edges(s))] = spec.out_edges(s)
     with_zero = lambda a: nn.structural(
         lambda v: jnp.concatenate([v, jnp.zeros((1,) + v.shape[1:], v.dtype)]), a)
-    xs = (jnp.arange(len(steps)),
-          _pad_and_stack([weights[f"from_{s}"] for s in steps], slots),
+    xs = (jnp.asarray(sources) - offset, jnp.asarray(starts),
+          _pad_and_stack([weights[f"from_{s}"] for s in sources], slots),
           take(with_zero(origin), padded), take(with_zero(op_scalars), padded))
 
     def step(acc, xs):
-      t, step_weights, step_origin, step_ops = xs
-      x = nn.structural(lambda a: lax.dynamic_index_in_dim(a, t, keepdims=False), acc)
+      row, start, step_weights, step_origin, step_ops = xs
+      x = nn.structural(lambda a: lax.dynamic_index_in_dim(a, row, keepdims=False), acc)
       out = _edge_block(step_weights, tile_channels(x, slots), step_origin, step_ops,
                         spec, 1, config)
 
       def accumulate(a, o):
         n, h, w, _ = o.shape
         o = jnp.moveaxis(o.reshape(n, h, w, slots, -1), 3, 0)
-        start = (t + 1, 0, 0, 0, 0)
-        return lax.dynamic_update_slice(a, lax.dynamic_slice(a, start, o.shape) + o, start)
+        index = (start, 0, 0, 0, 0)
+        return lax.dynamic_update_slice(a, lax.dynamic_slice(a, index, o.shape) + o, index)
 
       return nn.structural(accumulate, acc, out), None
 
     acc, _ = lax.scan(step, acc, xs)
-  return [nn.structural(lambda a, i=i: a[i], acc) for i in range(n_nodes)]
+  return [nn.structural(lambda a, r=r: a[r], acc)
+          for r in range(n_in - offset, n_in + n_nodes - offset)]
 
 
 def take_column(x, index):
