@@ -6,9 +6,10 @@ Edge j→k computes Σ_o w_jk^o · o(w_jk^0 · z_j) (eq. 1 with the origin scala
 intermediate node k in order, its inputs j = 0 … k−1.
 
 For speed and compile time, edges run folded along channels with stacked
-per-edge weights (see `ops`), and a cell compiles two op blocks whatever its
-size: one for the out-edges of the cell inputs and one `lax.scan` body for
-those of the intermediate nodes (see `apply_cell_edges`). Weights are stored
+per-edge weights (see `ops`), and a cell compiles one or two op blocks whatever
+its size: a `lax.scan` body over source nodes, plus, when the inputs are not
+scanned, one block for the out-edges of the cell inputs (see
+`apply_cell_edges`). Weights are stored
 per source node, `weights["from_j"][op]` stacked over j's out-edges.
 """
 from __future__ import annotations
