@@ -33,6 +33,7 @@ from bayesnas_jax.checkpoints import Checkpointer
 from bayesnas_jax.evaluation import counting, network
 from bayesnas_jax.metrics import MetricWriter, Progress
 from bayesnas_jax.nn.conv import IMPLS
+from bayesnas_jax.parallel import data_parallel, global_batch
 
 SCHEDULES = ("cosine", "exponential")
 
@@ -229,17 +230,21 @@ def initial_state(config, genotype, key, optimizer):
   return _STEP_CACHE[cache_key](key, optimizer)
 
 
-def evaluate(eval_step, state, dataset, batch_size):
-  """{"loss", "accuracy", "examples"} over the whole split (last batch padded)."""
+def evaluate(eval_step, state, dataset, batch_size, sharding=None):
+  """{"loss", "accuracy", "examples"} over the whole split (last batch padded);
+  batches split over `sharding` when given."""
   n = len(dataset)
   sums = jnp.zeros((2,), jnp.float32)
   for start in range(0, n, batch_size):
     positions = np.arange(start, min(start + batch_size, n))
     valid = len(positions)
     positions = np.concatenate([positions, np.full(batch_size - valid, positions[0])])
-    sums = sums + eval_step(state["params"], state["batch_stats"],
-                            dataset.images[positions], dataset.labels[positions],
-                            np.arange(batch_size) < valid)
+    batch = {"image": dataset.images[positions], "label": dataset.labels[positions],
+             "mask": np.arange(batch_size) < valid}
+    if sharding is not None:
+      batch = global_batch(batch, sharding)
+    sums = sums + eval_step(state["params"], state["batch_stats"], batch["image"],
+                            batch["label"], batch["mask"])
   loss_sum, correct = (float(v) for v in jax.device_get(sums))
   return {"loss": loss_sum / n, "accuracy": correct / n, "examples": n}
 
@@ -287,6 +292,7 @@ def train_and_evaluate(config, workdir: str, log=print) -> dict:
     raise ValueError(f"config.input.batch_size: {batch_size} is larger than the "
                      f"{len(train)} training examples")
   counts = summarize(config, genotype)
+  batch_sharding, replicated = data_parallel(batch_size)
   os.makedirs(workdir, exist_ok=True)
   base_key = jax.random.PRNGKey(config.seed)
   optimizer, train_step, eval_step = make_steps(config, genotype, steps)
@@ -298,9 +304,9 @@ def train_and_evaluate(config, workdir: str, log=print) -> dict:
     state, position = checkpointer.restore(state)
     log(f"resuming from {workdir}: epoch {position['epoch'] + 1}/{epochs}, "
         f"step {position['step']}/{steps}")
-  # Committed to one device from the start, so that fresh, stepped and restored
-  # states share one compiled train step.
-  state = jax.device_put(state, jax.devices()[0])
+  # Replicated over the device mesh from the start (batches are split over it),
+  # so that fresh, stepped and restored states share one compiled train step.
+  state = jax.device_put(state, replicated)
   log(f"params {counts['params_M']:.3f}M (without auxiliary head), "
       f"{counts['flops_M']:.1f}M multiply-adds per image")
   writer = MetricWriter(workdir, tensorboard=config.tensorboard)
@@ -323,7 +329,8 @@ def train_and_evaluate(config, workdir: str, log=print) -> dict:
       while position["step"] < steps:
         positions = data_lib.batch_indices(len(train), batch_size, seed=config.seed,
                                            epoch=epoch, step=position["step"])
-        batch = {"image": train.images[positions], "label": train.labels[positions]}
+        batch = global_batch({"image": train.images[positions],
+                              "label": train.labels[positions]}, batch_sharding)
         key = jax.random.fold_in(jax.random.fold_in(base_key, 1), position["global_step"])
         state, metrics = train_step(state, batch, key, drop_prob)
         position["step"] += 1
@@ -346,7 +353,7 @@ def train_and_evaluate(config, workdir: str, log=print) -> dict:
       record = {"train_loss": loss_sum / n, "train_accuracy": correct / n,
                 "learning_rate": lr, "drop_path_prob": float(drop_prob)}
       if (epoch + 1) % config.train.eval_every_epochs == 0 or epoch + 1 == epochs:
-        result = evaluate(eval_step, state, test, batch_size)
+        result = evaluate(eval_step, state, test, batch_size, batch_sharding)
         position["tests"].append({"epoch": epoch + 1, **result})
         record.update(test_loss=result["loss"], test_accuracy=result["accuracy"])
         log(f"epoch {epoch + 1}/{epochs}: train loss {record['train_loss']:.4f}, "
@@ -378,6 +385,7 @@ def _finish(config, workdir, position, counts, genotype):
              "best_epoch": best["epoch"], "test_examples": tests[-1]["examples"],
              "epochs": position["epoch"], "steps": position["global_step"],
              "train_seconds": position["seconds"], "device": jax.devices()[0].device_kind,
+             "devices": jax.device_count(),
              "genotype_file": config.genotype, "genotype": genotype_dict(genotype)}
   export.write_json(os.path.join(workdir, "summary.json"), summary)
   return summary

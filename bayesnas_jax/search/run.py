@@ -24,6 +24,8 @@ from bayesnas_jax import data as data_lib
 from bayesnas_jax import export
 from bayesnas_jax.checkpoints import Checkpointer
 from bayesnas_jax.metrics import MetricWriter, Progress
+from bayesnas_jax.parallel import data_parallel
+from bayesnas_jax.parallel import global_batch as _global_batch
 from bayesnas_jax.search import hard, objective, report
 from bayesnas_jax.spaces import darts
 
@@ -85,27 +87,6 @@ def _batch(dataset, indices, batch_size, seed, epoch, step, shuffle=True, drop=T
                                        step=step, shuffle=shuffle)
   chosen = indices[positions]
   return {"image": dataset.images[chosen], "label": dataset.labels[chosen]}
-
-
-def data_parallel(batch_size):
-  """A mesh over every device of every host: the batch is split along "data",
-  the state replicated (jit then partitions each step and reduces gradients,
-  curvature, batch-norm statistics and metrics across devices)."""
-  devices = jax.device_count()
-  if batch_size % devices:
-    raise ValueError(f"config.input.batch_size: {batch_size} must be a multiple of the "
-                     f"{devices} devices")
-  mesh = jax.make_mesh((devices,), ("data",), axis_types=(jax.sharding.AxisType.Auto,))
-  return (jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("data")),
-          jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec()))
-
-
-def _global_batch(batch, sharding):
-  """This host's rows of the global batch → one array sharded over all devices."""
-  hosts, host = jax.process_count(), jax.process_index()
-  rows = batch["label"].shape[0] // hosts
-  local = {k: v[host * rows:(host + 1) * rows] for k, v in batch.items()}
-  return {k: jax.make_array_from_process_local_data(sharding, v) for k, v in local.items()}
 
 
 def initial_state(config, key, image_shape):
