@@ -80,6 +80,15 @@ def mode_of(*xs) -> str | None:
   return None
 
 
+def as_probed(x, mode: str | None):
+  """`x` with a zero probe in `mode`; unchanged if already probed or mode is
+  None. (A `lax.scan` carry must be probed from the start if its step's output
+  will be.)"""
+  if mode is None or isinstance(x, Probed):
+    return x
+  return Probed(x, jnp.zeros_like(x), mode)
+
+
 def probe_of(x):
   """The probe of `x`; a plain array gets a fresh zero probe."""
   return x.probe if isinstance(x, Probed) else jnp.zeros_like(x)

@@ -9,8 +9,8 @@ For speed and compile time, edges run folded along channels with stacked
 per-edge weights (see `ops`), and a cell compiles one or two op blocks whatever
 its size: a `lax.scan` body over source nodes, plus, when the inputs are not
 scanned, one block for the out-edges of the cell inputs (see
-`apply_cell_edges`). Weights are stored
-per source node, `weights["from_j"][op]` stacked over j's out-edges.
+`apply_cell_edges`). Weights are stored per source node,
+`weights["from_j"][op]` stacked over j's out-edges.
 """
 from __future__ import annotations
 
@@ -126,7 +126,7 @@ def apply_cell_edges(weights, origin, op_scalars, inputs, spec: CellSpec, reduct
   A `lax.scan` visits source nodes in order; each step runs that node's
   out-edges folded along channels in a fixed number of edge slots (padding
   gets zero weights and scalars and lands in discarded rows), and node sums
-  accumulate in a carry of node rows. By default (`config.scan_inputs`, and
+  accumulate in a carry of node rows. Without `config.scan_inputs` (and
   always in reduction cells, whose input edges have stride 2) the out-edges
   of the cell inputs run first as one block and the scan covers the
   intermediate sources with num_nodes − 1 slots: two op blocks to compile per
@@ -148,11 +148,8 @@ def apply_cell_edges(weights, origin, op_scalars, inputs, spec: CellSpec, reduct
     acc = nn.structural(
         lambda *v: jnp.concatenate([jnp.stack(v), jnp.zeros((rows - n_in,) + v[0].shape,
                                                              v[0].dtype)]), *inputs)
-    # The carry must be probed from the start if the step's output will be.
-    mode = nn.mode_of(*jax.tree_util.tree_leaves((weights, origin, op_scalars),
-                                                 is_leaf=nn.is_probed))
-    if mode is not None and not nn.is_probed(acc):
-      acc = nn.Probed(acc, jnp.zeros_like(acc), mode)
+    acc = nn.as_probed(acc, nn.mode_of(*jax.tree_util.tree_leaves(
+        (weights, origin, op_scalars), is_leaf=nn.is_probed)))
   else:
     # All out-edges of the cell inputs (each input feeds every node) as one block.
     in_edges = [e for s in range(n_in) for e in spec.out_edges(s)]

@@ -180,12 +180,6 @@ def _pad_channels(x, channels):
       lambda v: jnp.pad(v, ((0, 0),) * 3 + ((0, channels - v.shape[-1]),)), x)
 
 
-def _probed_like(x, mode):
-  if mode is None or nn.is_probed(x):
-    return x
-  return nn.Probed(x, jnp.zeros_like(x), mode)
-
-
 def _apply_run(weights, arch, run, plan, spec, config, s0, s1):
   """Cells `run` (consecutive normal cells, same channels) as one scan.
 
@@ -208,8 +202,8 @@ def _apply_run(weights, arch, run, plan, spec, config, s0, s1):
         take(arch[kind]["ops"], [plan[i][1] for i in run]))
   # Carries are probed whenever anything is (the scan needs one carry type).
   mode = nn.mode_of(*jax.tree_util.tree_leaves((cells, arch), is_leaf=nn.is_probed))
-  p0 = _probed_like(_apply_preprocess(cells[0]["pre0"], s0), mode)
-  s1 = _probed_like(_pad_channels(s1, width), mode)
+  p0 = nn.as_probed(_apply_preprocess(cells[0]["pre0"], s0), mode)
+  s1 = nn.as_probed(_pad_channels(s1, width), mode)
 
   def step(carry, xs):
     p0, _, s1 = carry
