@@ -3,7 +3,11 @@ derived genotype agree with float32 on a small problem.
 
 Tolerance (measured 2026-11-23 on this problem): the curvature of every
 architecture scalar within 10% relative of float32 (+ a floor of 2% of the
-largest entry), γ within 10%, and the same derived genotype.
+largest entry); γ within 0.5% (the largest difference measured is 0.06%); the
+same derived genotype at every node whose float32 ranking is not a near-tie —
+where the k-th and (k+1)-th largest γ differ by more than 0.1% (here 3 of 4
+nodes per cell; the fourth has a margin of 0.003%, which bf16 may break either
+way).
 """
 import jax
 import jax.numpy as jnp
@@ -56,5 +60,20 @@ def test_bfloat16_matches_float32():
     assert np.abs(b).max() > 0
     np.testing.assert_allclose(a, b, rtol=0.1, atol=0.02 * np.abs(b).max())
   for a, b in zip(jax.tree_util.tree_leaves(gamma16), jax.tree_util.tree_leaves(gamma32)):
-    np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=0.1)
-  assert cells16 == cells32
+    np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=5e-3)
+  spec = darts.cell_spec(_config("float32").space)
+  decided = 0
+  for kind in cells32:
+    gamma = np.asarray(gamma32[kind]["ops"])
+    for node in spec.intermediate:
+      ranked = sorted((gamma[e, o] for e in spec.in_edges(node)
+                       for o in range(len(spec.ops))), reverse=True)
+      if len(ranked) > 2 and ranked[1] - ranked[2] <= 1e-3 * ranked[1]:
+        continue  # a near-tie in float32 itself
+      decided += 1
+      assert (_inputs_of(cells16[kind], node) == _inputs_of(cells32[kind], node)), (kind, node)
+  assert decided >= len(cells32) * spec.num_nodes // 2
+
+
+def _inputs_of(cell, node):
+  return sorted((op, source) for op, source, target in cell["edges"] if target == node)

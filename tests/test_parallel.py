@@ -2,10 +2,13 @@
 genotype (batch sharded over a device mesh, state replicated).
 
 Sharded reductions add in another order, and the round's SGD steps amplify those
-last-bit differences: measured 2026-11-23 on this problem, γ and H agree to 1.2%
-relative, and the genotype is identical. The tolerance below is 3%.
-The settings are those of tests/test_search.py, so the one-device run reuses
-its compiled programs from the persistent cache."""
+last-bit differences. Both runs use XLA's default optimisation: at the suite's
+`--xla_backend_optimization_level=0` the one-device program alone rounds
+differently enough to move H by up to 3.5% on this problem (measured 2026-11-23),
+which would hide a real discrepancy. With default optimisation, measured
+2026-11-23 on this problem: γ agrees to 5e-5 relative and H to 1.1e-4 (2e-4
+without JAX_ENABLE_X64), and the genotype is identical. The tolerance below is
+1e-3."""
 import json
 import os
 import subprocess
@@ -25,7 +28,8 @@ OVERRIDES = ["--config.input.batch_size=8", "--config.space.channels=4",
 
 
 def _search(data, workdir, devices):
-  flags = os.environ.get("XLA_FLAGS", "")
+  # XLA's default optimisation, not the suite's level 0 (see the module docstring).
+  flags = ""
   if devices > 1:
     flags += f" --xla_force_host_platform_device_count={devices}"
   env = {**os.environ, "PYTHONPATH": ROOT, "JAX_PLATFORMS": "cpu", "XLA_FLAGS": flags}
@@ -47,9 +51,9 @@ def test_eight_devices_match_one(tmp_path):
   gamma_one = np.array([s["gamma"] for s in one["rounds"][0]["scalars"]])
   gamma_eight = np.array([s["gamma"] for s in eight["rounds"][0]["scalars"]])
   assert gamma_one.shape == gamma_eight.shape and gamma_one.size > 0
-  np.testing.assert_allclose(gamma_eight, gamma_one, rtol=3e-2)
+  np.testing.assert_allclose(gamma_eight, gamma_one, rtol=1e-3)
   curvature_one = np.array([s["H"] for s in one["rounds"][0]["scalars"]])
   curvature_eight = np.array([s["H"] for s in eight["rounds"][0]["scalars"]])
-  np.testing.assert_allclose(curvature_eight, curvature_one, rtol=3e-2,
-                             atol=1e-3 * np.abs(curvature_one).max())
+  np.testing.assert_allclose(curvature_eight, curvature_one, rtol=1e-3,
+                             atol=1e-6 * np.abs(curvature_one).max())
   assert genotype_eight == genotype_one

@@ -1,15 +1,17 @@
 """The DARTS supernet against an edge-by-edge reference (SPEC §1, §4).
 
 `spaces.cell.apply_cell_edges` folds edges along channels and scans over the
-intermediate source nodes with padded edge slots; the reference below runs
-every (edge, op) pair on its own, node after node, with the same weights. The
-two must agree in value, gradient and curvature (folding is exact: every op
-acts per channel or per edge block)."""
+source nodes with padded edge slots, reading weights in the packed layout of
+`darts.pack_weights`; the reference below runs every (edge, op) pair on its
+own, node after node, with the canonical weights. The two must agree in value,
+gradient and curvature (folding is exact: every op acts per channel or per
+edge block), and the packing must be lossless with zero padding."""
 import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import pytest
+from jax.flatten_util import ravel_pytree
 
 from bayesnas_jax import nn
 from bayesnas_jax.curvature import value_grad_curvature
@@ -99,22 +101,66 @@ def _loss(apply_fn, config, images, labels):
   return loss
 
 
+def _tree_equal(a, b):
+  same = jax.tree_util.tree_map(
+      lambda u, v: u.shape == v.shape and bool(jnp.all(u == v)), a, b)
+  return jax.tree_util.tree_structure(a) == jax.tree_util.tree_structure(b) and all(
+      jax.tree_util.tree_leaves(same))
+
+
+@pytest.mark.parametrize("num_nodes,scan_inputs", [(3, True), (2, False), (1, True)])
+def test_packing_is_lossless_and_pads_with_zeros(num_nodes, scan_inputs):
+  """unpack ∘ pack is the identity, and pack ∘ unpack of a flat vector gives
+  it back: every entry outside the canonical weights is 0. (2 nodes without
+  scanned inputs: a one-slot scan; 1 node: no scan, and a stem wider than a
+  cell output, so cell 0 runs alone.)"""
+  config = _space(num_nodes)
+  config.scan_inputs = scan_inputs
+  # Jitted: eager dispatch of the many small slices would dominate the test.
+  pack = jax.jit(lambda w: ravel_pytree(darts.pack_weights(w, config))[0])
+  unpack = jax.jit(lambda flat: darts.unpack_weights(darts.unravel_weights(flat, config),
+                                                     config))
+  weights = darts.init_weights(jax.random.PRNGKey(3), config)
+  flat = darts.init_flat_weights(jax.random.PRNGKey(3), config)
+  np.testing.assert_array_equal(pack(weights), flat)
+  unpacked = unpack(flat)
+  assert _tree_equal(unpacked, weights)
+  np.testing.assert_array_equal(pack(unpacked), flat)
+  canonical = sum(w.size for w in jax.tree_util.tree_leaves(weights))
+  assert flat.size > canonical  # padding exists (else the check above is vacuous)
+  assert np.count_nonzero(np.asarray(flat)) == np.count_nonzero(
+      np.concatenate([np.ravel(w) for w in jax.tree_util.tree_leaves(weights)]))
+
+
 def test_folded_scanned_network_equals_edge_by_edge():
-  """Value, gradients (weights and scalars) and scalar curvature, in float64.
-  Three nodes: the node scan has a padded slot; 7 layers: both kinds of run."""
+  """Value, gradients (weights and scalars) and scalar curvature, in float64,
+  of the network on its flat packed weights (as the search trains it) against
+  the reference on the canonical tree. Three nodes: the node scan has a padded
+  slot; 7 layers: both kinds of run. The flat gradient is 0 at every padded
+  entry, so padding stays 0 under training."""
   config, weights, arch, images, labels = _problem(3)
-  params = {"weights": weights, "arch": arch}
+  flat = ravel_pytree(darts.pack_weights(weights, config))[0]
   mask = {"weights": False, "arch": True}
-  ours = value_grad_curvature(_loss(darts.apply, config, images, labels), params,
-                              probe_mask=mask)
-  ref = value_grad_curvature(_loss(reference_network, config, images, labels), params,
-                             probe_mask=mask)
+
+  def packed_apply(flat_weights, arch, images, config):
+    return darts.apply(darts.unravel_weights(flat_weights, config), arch, images, config)
+
+  ours = value_grad_curvature(_loss(packed_apply, config, images, labels),
+                              {"weights": flat, "arch": arch}, probe_mask=mask)
+  ref = value_grad_curvature(_loss(reference_network, config, images, labels),
+                             {"weights": weights, "arch": arch}, probe_mask=mask)
   np.testing.assert_allclose(ours[0], ref[0], rtol=1e-10)
-  for a, b in zip(jax.tree_util.tree_leaves(ours[1:]), jax.tree_util.tree_leaves(ref[1:])):
+  grad_flat = ours[1]["weights"]
+  grad_tree = darts.unpack_weights(darts.unravel_weights(grad_flat, config), config)
+  np.testing.assert_array_equal(
+      ravel_pytree(darts.pack_weights(grad_tree, config))[0], grad_flat)
+  for a, b in zip(jax.tree_util.tree_leaves((grad_tree, ours[1]["arch"], ours[2]["arch"])),
+                  jax.tree_util.tree_leaves((ref[1]["weights"], ref[1]["arch"],
+                                             ref[2]["arch"]))):
     np.testing.assert_allclose(a, b, rtol=1e-8, atol=1e-12)
   # The comparison is not vacuous: curvature reaches every cell type's
   # scalars, and gradients reach most weight leaves (those of switched-off
   # edges get none: ~15% of the scalars are 0).
   assert all(np.any(np.asarray(c) > 0) for c in jax.tree_util.tree_leaves(ours[2]["arch"]))
-  nonzero = [np.any(np.asarray(g) != 0) for g in jax.tree_util.tree_leaves(ours[1]["weights"])]
+  nonzero = [np.any(np.asarray(g) != 0) for g in jax.tree_util.tree_leaves(grad_tree)]
   assert np.mean(nonzero) > 0.5

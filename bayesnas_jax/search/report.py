@@ -70,8 +70,7 @@ def derived_parameter_count(config, genotype, in_channels=3):
   """Parameters of the derived network at search size (stem, preprocessing, the
   genotype's ops in every cell, classifier); BN without affine has none."""
   spec = darts.cell_spec(config.space)
-  shapes = jax.eval_shape(lambda k: darts.init_weights(k, config.space, in_channels),
-                          jax.random.PRNGKey(0))
+  shapes = darts.weight_shapes(config.space, in_channels)
   plan, _ = darts.cell_plan(config.space)
 
   def size(tree):

@@ -9,11 +9,18 @@ For speed and compile time, edges run folded along channels with stacked
 per-edge weights (see `ops`), and a cell compiles one or two op blocks whatever
 its size: a `lax.scan` body over source nodes, plus, when the inputs are not
 scanned, one block for the out-edges of the cell inputs (see
-`apply_cell_edges`). Weights are stored per source node,
-`weights["from_j"][op]` stacked over j's out-edges.
+`apply_cell_edges`). Weights are initialised and read per source node,
+`weights["from_j"][op]` stacked over j's out-edges (the canonical layout);
+`pack_cell_edges` lays them out as the scan reads them: the out-edges of the
+unscanned inputs joined per op, and one row per scan step holding that step's
+weights raveled, with zero weights in its padded edge slots. Unravelling a row
+inside the scan body is a few slices, where stacking and padding per call
+would cost XLA a copy kernel per weight leaf and one more in the backward pass.
 """
 from __future__ import annotations
 
+import functools
+import math
 from typing import NamedTuple
 
 import jax
@@ -22,7 +29,7 @@ import numpy as np
 from jax import lax
 
 from bayesnas_jax import nn
-from bayesnas_jax.spaces.ops import OPS
+from bayesnas_jax.spaces.ops import OPS, init_edges
 
 
 class CellSpec(NamedTuple):
@@ -64,18 +71,15 @@ def source_stride(spec: CellSpec, source: int, reduction: bool) -> int:
   return 2 if reduction and source < spec.num_inputs else 1
 
 
-def init_cell_edges(key, spec: CellSpec, channels: int, reduction: bool, dtype):
-  """Weights of every candidate op on every edge, stacked per source node."""
+def init_cell_edges(rng, spec: CellSpec, channels: int, reduction: bool, dtype):
+  """Weights of every candidate op on every edge, stacked per source node,
+  drawn from the NumPy generator `rng` (see `ops.numpy_rng`)."""
   weights = {}
   for source in spec.sources:
     stride = source_stride(spec, source, reduction)
-    edges = spec.out_edges(source)
-    per_op = {}
-    for op_index, name in enumerate(spec.ops):
-      op_key = jax.random.fold_in(jax.random.fold_in(key, source), op_index)
-      keys = jax.random.split(op_key, len(edges))
-      per_op[name] = jax.vmap(lambda k: OPS[name].init(k, channels, stride, dtype))(keys)
-    weights[f"from_{source}"] = per_op
+    edges = len(spec.out_edges(source))
+    weights[f"from_{source}"] = {name: init_edges(rng, OPS[name].shapes(channels, stride),
+                                                  edges, dtype) for name in spec.ops}
   return weights
 
 
@@ -84,20 +88,112 @@ def repeat_per_channel(scalars, channels):
   return nn.structural(lambda v: jnp.repeat(v, channels, axis=-1), scalars)
 
 
-def _concat_edges(trees):
-  """Per-op weight trees of several sources joined along their edge axis."""
-  return jax.tree_util.tree_map(
-      lambda *leaves: nn.structural(lambda *v: jnp.concatenate(v, 0), *leaves), *trees,
-      is_leaf=nn.is_probed)
+def ravel_rows(trees):
+  """Trees of equal structure → one [len(trees), P] array, row t the leaves
+  of tree t raveled (in `jax.tree_util` order)."""
+  def ravel(tree):
+    leaves = jax.tree_util.tree_leaves(tree, is_leaf=nn.is_probed)
+    return nn.structural(lambda *v: jnp.concatenate([jnp.ravel(u) for u in v]), *leaves)
+  return nn.structural(lambda *rows: jnp.stack(rows), *[ravel(t) for t in trees])
 
 
-def _pad_and_stack(trees, slots):
-  """Weight trees with E_t ≤ slots edges → one tree [T, slots, ...], zero-padded."""
-  def pad(v):
-    return jnp.pad(v, [(0, slots - v.shape[0])] + [(0, 0)] * (v.ndim - 1))
+def unravel_rows(rows, template):
+  """Inverse of `ravel_rows` along the last axis: rows [..., P] → the tree of
+  `template` (a `jax.ShapeDtypeStruct` tree) with leaves [..., *shape]."""
+  treedef = jax.tree_util.tree_structure(template)
+  shapes = [leaf.shape for leaf in jax.tree_util.tree_leaves(template)]
+
+  def split(v):
+    lead, out, start = v.shape[:-1], [], 0
+    for shape in shapes:
+      size = math.prod(shape)
+      out.append(v[..., start:start + size].reshape(lead + tuple(shape)))
+      start += size
+    if start != v.shape[-1]:
+      raise ValueError(f"weights: a packed row has {v.shape[-1]} entries, the layout "
+                       f"expects {start}")
+    return out
+
+  if not nn.is_probed(rows):
+    return jax.tree_util.tree_unflatten(treedef, split(rows))
+  leaves = [nn.Probed(v, p, rows.mode) for v, p in zip(split(rows.value), split(rows.probe))]
+  return jax.tree_util.tree_unflatten(treedef, leaves)
+
+
+def crop_to(tree, template):
+  """Each leaf cut down to its template's shape (drops zero padding at the end
+  of any axis)."""
   return jax.tree_util.tree_map(
-      lambda *leaves: nn.structural(lambda *v: jnp.stack([pad(u) for u in v]), *leaves),
-      *trees, is_leaf=nn.is_probed)
+      lambda v, t: nn.structural(lambda u: u[tuple(slice(0, d) for d in t.shape)], v),
+      tree, template, is_leaf=nn.is_probed)
+
+
+def edge_layout(spec: CellSpec, reduction: bool, config):
+  """(block, scanned, slots): the sources whose out-edges run as one block
+  before the scan, the sources the scan visits, and its edge slots per step.
+
+  With `config.scan_inputs` in a normal cell the inputs join the scan
+  (num_nodes slots); otherwise (always in reduction cells, whose input edges
+  have stride 2) they form the block and the scan covers the intermediate
+  sources with num_nodes − 1 slots."""
+  n_in, n_nodes = spec.num_inputs, spec.num_nodes
+  scan_inputs = bool(config.get("scan_inputs", False)) and not reduction
+  first = 0 if scan_inputs else n_in
+  slots = n_nodes if scan_inputs else n_nodes - 1
+  scanned = list(range(first, n_in + n_nodes - 1)) if slots else []
+  return list(range(first)), scanned, slots
+
+
+@functools.lru_cache(maxsize=64)
+def step_template(ops, slots, channels, dtype_name):
+  """Shapes of one scan step's weights: per op, stacked over `slots` stride-1 edges."""
+  return {name: {leaf: jax.ShapeDtypeStruct((slots,) + tuple(shape), jnp.dtype(dtype_name))
+                 for leaf, (shape, _) in OPS[name].shapes(channels, 1).items()}
+          for name in ops}
+
+
+def _pad_edges(tree, slots):
+  return jax.tree_util.tree_map(
+      lambda x: nn.structural(
+          lambda v: jnp.pad(v, [(0, slots - v.shape[0])] + [(0, 0)] * (v.ndim - 1)), x),
+      tree, is_leaf=nn.is_probed)
+
+
+def pack_cell_edges(weights, spec: CellSpec, reduction: bool, config):
+  """Canonical per-source weights → the layout `apply_cell_edges` reads:
+  {"block": per op, the block sources' out-edges joined} and/or {"scan":
+  [steps, P], one raveled row per scanned source, padded edge slots zero}."""
+  block, scanned, slots = edge_layout(spec, reduction, config)
+  packed = {}
+  if block:
+    packed["block"] = jax.tree_util.tree_map(
+        lambda *leaves: nn.structural(lambda *v: jnp.concatenate(v, 0), *leaves),
+        *[weights[f"from_{s}"] for s in block], is_leaf=nn.is_probed)
+  if scanned:
+    packed["scan"] = ravel_rows([_pad_edges(weights[f"from_{s}"], slots) for s in scanned])
+  return packed
+
+
+def unpack_cell_edges(packed, spec: CellSpec, reduction: bool, config, channels: int):
+  """Inverse of `pack_cell_edges` (padded slots dropped)."""
+  block, scanned, slots = edge_layout(spec, reduction, config)
+  weights = {}
+  start = 0
+  for s in block:
+    count = len(spec.out_edges(s))
+    weights[f"from_{s}"] = jax.tree_util.tree_map(
+        lambda x, a=start, b=start + count: nn.structural(lambda v: v[a:b], x),
+        packed["block"], is_leaf=nn.is_probed)
+    start += count
+  if scanned:
+    dtype = nn.value_of(packed["scan"]).dtype
+    rows = unravel_rows(packed["scan"], step_template(spec.ops, slots, channels, dtype.name))
+    for t, s in enumerate(scanned):
+      count = len(spec.out_edges(s))
+      weights[f"from_{s}"] = jax.tree_util.tree_map(
+          lambda x, t=t, count=count: nn.structural(lambda v: v[t, :count], x), rows,
+          is_leaf=nn.is_probed)
+  return weights
 
 
 def _edge_block(weights, x, origin, op_scalars, spec: CellSpec, stride, config):
@@ -118,45 +214,42 @@ def tile_channels(x, times):
   return nn.structural(lambda v: jnp.tile(v, (1,) * (v.ndim - 1) + (times,)), x)
 
 
-def apply_cell_edges(weights, origin, op_scalars, inputs, spec: CellSpec, reduction: bool,
+def apply_cell_edges(packed, origin, op_scalars, inputs, spec: CellSpec, reduction: bool,
                      config):
-  """Runs the cell DAG. origin [E] and op_scalars [E, O] are this cell's
+  """Runs the cell DAG. `packed` holds the cell's edge weights as laid out by
+  `pack_cell_edges`; origin [E] and op_scalars [E, O] are this cell's
   (already masked) architecture scalars; returns the intermediate nodes.
 
   A `lax.scan` visits source nodes in order; each step runs that node's
   out-edges folded along channels in a fixed number of edge slots (padding
   gets zero weights and scalars and lands in discarded rows), and node sums
-  accumulate in a carry of node rows. Without `config.scan_inputs` (and
-  always in reduction cells, whose input edges have stride 2) the out-edges
-  of the cell inputs run first as one block and the scan covers the
-  intermediate sources with num_nodes − 1 slots: two op blocks to compile per
-  cell. With `scan_inputs` on in a normal cell the inputs join the scan
-  (num_nodes slots): one block to compile, at the cost of computing padded
-  slots (20 slots for 14 edges in the DARTS cell)."""
+  accumulate in a carry of node rows. The out-edges of sources not scanned
+  (see `edge_layout`) run first as one block: two op blocks to compile per
+  cell. With `scan_inputs` on in a normal cell the inputs join the scan: one
+  block to compile, at the cost of computing padded slots (20 slots for 14
+  edges in the DARTS cell)."""
   n_in, n_nodes = spec.num_inputs, spec.num_nodes
   stride = 2 if reduction else 1
-  scan_inputs = bool(config.get("scan_inputs", False)) and not reduction
-  first = 0 if scan_inputs else n_in  # first scanned source
-  slots = n_nodes if scan_inputs else n_nodes - 1
-  sources = list(range(first, n_in + n_nodes - 1))
+  block, sources, slots = edge_layout(spec, reduction, config)
+  first = len(block)  # first scanned source
+  channels = nn.value_of(inputs[0]).shape[-1]
   # Row r of the carry holds node r + offset; offset = 0 keeps the inputs in
   # rows 0 … n_in − 1 when they are scanned.
-  offset = 0 if scan_inputs else n_in
+  offset = 0 if first == 0 else n_in
   starts = [max(s + 1, n_in) - offset for s in sources]
   rows = max([n_in + n_nodes - offset] + [start + slots for start in starts])
-  if scan_inputs:
+  if first == 0:
     acc = nn.structural(
         lambda *v: jnp.concatenate([jnp.stack(v), jnp.zeros((rows - n_in,) + v[0].shape,
                                                              v[0].dtype)]), *inputs)
     acc = nn.as_probed(acc, nn.mode_of(*jax.tree_util.tree_leaves(
-        (weights, origin, op_scalars), is_leaf=nn.is_probed)))
+        (packed, origin, op_scalars), is_leaf=nn.is_probed)))
   else:
-    # All out-edges of the cell inputs (each input feeds every node) as one block.
-    in_edges = [e for s in range(n_in) for e in spec.out_edges(s)]
+    # All out-edges of the block sources (each cell input feeds every node).
+    in_edges = [e for s in block for e in spec.out_edges(s)]
     wide = nn.concat([tile_channels(x, n_nodes) for x in inputs])
-    out = _edge_block(_concat_edges([weights[f"from_{s}"] for s in range(n_in)]), wide,
-                      take(origin, in_edges), take(op_scalars, in_edges), spec, stride,
-                      config)
+    out = _edge_block(packed["block"], wide, take(origin, in_edges),
+                      take(op_scalars, in_edges), spec, stride, config)
 
     def first_rows(v):
       n, h, w, _ = v.shape
@@ -165,21 +258,22 @@ def apply_cell_edges(weights, origin, op_scalars, inputs, spec: CellSpec, reduct
       return jnp.pad(v, [(0, rows - n_nodes)] + [(0, 0)] * 4)
 
     acc = nn.structural(first_rows, out)
-  if sources and slots:
+  if sources:
     padded = np.full((len(sources), slots), spec.num_edges)  # index of a zero scalar
     for t, s in enumerate(sources):
       padded[t, :len(spec.out_edges(s))] = spec.out_edges(s)
     with_zero = lambda a: nn.structural(
         lambda v: jnp.concatenate([v, jnp.zeros((1,) + v.shape[1:], v.dtype)]), a)
-    xs = (jnp.asarray(sources) - offset, jnp.asarray(starts),
-          _pad_and_stack([weights[f"from_{s}"] for s in sources], slots),
+    template = step_template(spec.ops, slots, channels,
+                             nn.value_of(packed["scan"]).dtype.name)
+    xs = (jnp.asarray(sources) - offset, jnp.asarray(starts), packed["scan"],
           take(with_zero(origin), padded), take(with_zero(op_scalars), padded))
 
     def step(acc, xs):
       row, start, step_weights, step_origin, step_ops = xs
       x = nn.structural(lambda a: lax.dynamic_index_in_dim(a, row, keepdims=False), acc)
-      out = _edge_block(step_weights, tile_channels(x, slots), step_origin, step_ops,
-                        spec, 1, config)
+      out = _edge_block(unravel_rows(step_weights, template), tile_channels(x, slots),
+                        step_origin, step_ops, spec, 1, config)
 
       def accumulate(a, o):
         n, h, w, _ = o.shape

@@ -19,11 +19,14 @@ import math
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax.flatten_util import ravel_pytree
 
 from bayesnas_jax import nn
 from bayesnas_jax.spaces import ops as ops_lib
-from bayesnas_jax.spaces.cell import CellSpec, apply_cell_edges, init_cell_edges, take
+from bayesnas_jax.spaces.cell import (CellSpec, apply_cell_edges, crop_to, init_cell_edges,
+                                      pack_cell_edges, ravel_rows, take, unpack_cell_edges,
+                                      unravel_rows)
 
 CELL_TYPES = ("normal", "reduce")
 
@@ -54,11 +57,10 @@ def cell_plan(config):
   return plan, counts
 
 
-def _init_preprocess(key, c_in, c_out, reduce_input, dtype):
-  if reduce_input:
-    return jax.tree_util.tree_map(lambda a: a[None],
-                                  ops_lib.factorized_reduce_init(key, c_in, c_out, dtype))
-  return {"w": jax.random.normal(key, (1, c_in, c_out), dtype) * math.sqrt(2.0 / c_in)}
+def _init_preprocess(rng, c_in, c_out, reduce_input, dtype):
+  shapes = (ops_lib.factorized_reduce_shapes(c_in, c_out) if reduce_input
+            else {"w": ((c_in, c_out), c_in)})
+  return ops_lib.init_edges(rng, shapes, 1, dtype)
 
 
 def _apply_preprocess(weights, x):
@@ -77,51 +79,140 @@ def init_arch(config, dtype=jnp.float32):
 
 
 def init_weights(key, config, in_channels=3, dtype=jnp.float32):
+  """The supernet's weights (He-normal; stem BN affine 1 and 0), drawn on the
+  host from a generator seeded by `key` (a concrete JAX PRNG key or an int):
+  the same key gives the same weights."""
   spec = cell_spec(config)
   plan, _ = cell_plan(config)
+  rng = ops_lib.numpy_rng(key)
   stem_channels = config.stem_multiplier * config.channels
-  keys = jax.random.split(key, len(plan) + 2)
   weights = {"stem": {
-      "w": jax.random.normal(keys[0], (3, 3, in_channels, stem_channels), dtype)
-           * math.sqrt(2.0 / (9 * in_channels)),
+      "w": jnp.asarray(rng.standard_normal((3, 3, in_channels, stem_channels))
+                       * math.sqrt(2.0 / (9 * in_channels)), dtype),
       "scale": jnp.ones((stem_channels,), dtype), "bias": jnp.zeros((stem_channels,), dtype)}}
   c_prev_prev, c_prev = stem_channels, stem_channels
   cells = []
-  for i, (kind, _, channels, reduction_prev) in enumerate(plan):
-    k0, k1, k2 = jax.random.split(keys[i + 1], 3)
+  for kind, _, channels, reduction_prev in plan:
     cells.append({
-        "pre0": _init_preprocess(k0, c_prev_prev, channels, reduction_prev, dtype),
-        "pre1": _init_preprocess(k1, c_prev, channels, False, dtype),
-        "edges": init_cell_edges(k2, spec, channels, kind == "reduce", dtype)})
+        "pre0": _init_preprocess(rng, c_prev_prev, channels, reduction_prev, dtype),
+        "pre1": _init_preprocess(rng, c_prev, channels, False, dtype),
+        "edges": init_cell_edges(rng, spec, channels, kind == "reduce", dtype)})
     c_prev_prev, c_prev = c_prev, spec.num_nodes * channels
   weights["cells"] = cells
   weights["classifier"] = {
-      "w": jax.random.normal(keys[-1], (c_prev, config.num_classes), dtype)
-           / math.sqrt(c_prev),
+      "w": jnp.asarray(rng.standard_normal((c_prev, config.num_classes)) / math.sqrt(c_prev),
+                       dtype),
       "b": jnp.zeros((config.num_classes,), dtype)}
   return weights
 
 
-@functools.lru_cache(maxsize=32)
-def _unraveler(config_json, in_channels, dtype_name):
+def _config_key(config):
+  return json.dumps(config.to_dict(), sort_keys=True, default=str)
+
+
+def _config_of(key):
   import ml_collections  # pylint: disable=import-outside-toplevel
-  config = ml_collections.ConfigDict(json.loads(config_json))
-  shapes = jax.eval_shape(
-      lambda k: init_weights(k, config, in_channels, jnp.dtype(dtype_name)),
-      jax.random.PRNGKey(0))
-  zeros = jax.tree_util.tree_map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
+  return ml_collections.ConfigDict(json.loads(key))
+
+
+@functools.lru_cache(maxsize=32)
+def _canonical_shapes(config_key, in_channels, dtype_name):
+  weights = init_weights(0, _config_of(config_key), in_channels, jnp.dtype(dtype_name))
+  return jax.tree_util.tree_map(lambda w: jax.ShapeDtypeStruct(w.shape, w.dtype), weights)
+
+
+def weight_shapes(config, in_channels=3, dtype=jnp.float32):
+  """Shapes and dtypes (`jax.ShapeDtypeStruct`) of `init_weights`'s tree."""
+  return _canonical_shapes(_config_key(config), int(in_channels), jnp.dtype(dtype).name)
+
+
+@functools.lru_cache(maxsize=32)
+def _packed_shapes(config_key, in_channels, dtype_name, rows):
+  """Shapes of `pack_weights`'s output; with rows=False the cells of each run
+  stay a list of trees (their row templates)."""
+  config = _config_of(config_key)
+  return jax.eval_shape(lambda w: _pack(w, config, rows),
+                        _canonical_shapes(config_key, in_channels, dtype_name))
+
+
+def _pack(weights, config, rows=True):
+  spec = cell_spec(config)
+  plan, _ = cell_plan(config)
+  runs = []
+  for run in cell_runs(config):
+    cells = [weights["cells"][i] for i in run]
+    reduction = plan[run[0]][0] == "reduce"
+    if len(run) == 1:
+      runs.append({"pre0": cells[0]["pre0"], "pre1": cells[0]["pre1"],
+                   "edges": pack_cell_edges(cells[0]["edges"], spec, reduction, config)})
+      continue
+    width = spec.num_nodes * plan[run[0]][2]
+    pre0_next = [_pad_rows(c["pre0"], width) for c in cells[1:]]
+    pre0_next.append(jax.tree_util.tree_map(
+        lambda w: nn.structural(jnp.zeros_like, w), pre0_next[-1], is_leaf=nn.is_probed))
+    rows_ = [{"pre1": _pad_rows(c["pre1"], width), "pre0_next": nxt,
+              "edges": pack_cell_edges(c["edges"], spec, False, config)}
+             for c, nxt in zip(cells, pre0_next)]
+    runs.append({"pre0": cells[0]["pre0"], "cells": ravel_rows(rows_) if rows else rows_})
+  return {"stem": weights["stem"], "runs": runs, "classifier": weights["classifier"]}
+
+
+def pack_weights(weights, config):
+  """The weight tree of `init_weights` in the layout the network reads.
+
+  Per run of `cell_runs`: a lone cell keeps its preprocessing weights and
+  packs its edges (`cell.pack_cell_edges`); a scanned run keeps its first
+  cell's pre0 and stores one row per cell, [R, P], holding that cell's pre1,
+  its successor's pre0 (zeros after the last) and its packed edges, raveled.
+  Weights that read the zero-padded stem get zero rows there. All padding is
+  exact zeros whose gradients are exactly zero, so a packed vector trains like
+  the tree it came from (`unpack_weights` inverts this)."""
+  return _pack(weights, config)
+
+
+def unpack_weights(packed, config, in_channels=3):
+  """The weight tree of `init_weights` from `pack_weights`'s layout."""
+  spec = cell_spec(config)
+  plan, _ = cell_plan(config)
+  dtype = jnp.dtype(nn.value_of(packed["stem"]["w"]).dtype).name
+  key = _config_key(config)
+  templates = _packed_shapes(key, int(in_channels), dtype, False)["runs"]
+  cells = [None] * len(plan)
+  for run, packed_run, template in zip(cell_runs(config), packed["runs"], templates):
+    reduction = plan[run[0]][0] == "reduce"
+    if len(run) == 1:
+      rows_ = [packed_run]
+    else:
+      stacked = unravel_rows(packed_run["cells"], template["cells"][0])
+      rows_ = [jax.tree_util.tree_map(lambda x, m=m: nn.structural(lambda v: v[m], x),
+                                      stacked, is_leaf=nn.is_probed)
+               for m in range(len(run))]
+    pre0 = packed_run["pre0"]
+    for i, row in zip(run, rows_):
+      cells[i] = {"pre0": pre0, "pre1": row["pre1"],
+                  "edges": unpack_cell_edges(row["edges"], spec, reduction, config,
+                                             plan[i][2])}
+      pre0 = row.get("pre0_next")
+  weights = {"stem": packed["stem"], "cells": cells, "classifier": packed["classifier"]}
+  return crop_to(weights, _canonical_shapes(key, int(in_channels), dtype))
+
+
+@functools.lru_cache(maxsize=32)
+def _unraveler(config_key, in_channels, dtype_name):
+  shapes = _packed_shapes(config_key, in_channels, dtype_name, True)
+  zeros = jax.tree_util.tree_map(lambda s: np.zeros(s.shape, s.dtype), shapes)
   return ravel_pytree(zeros)[1]
 
 
 def unravel_weights(flat, config, in_channels=3):
-  """The weight tree of `init_weights` from its flat vector (see `init_flat_weights`).
+  """The packed weight tree (`pack_weights`) from its flat vector (see
+  `init_flat_weights`).
 
   The search steps keep W as one vector: the optimizer, gradient clipping and
-  weight decay then compile to a handful of kernels instead of a few per leaf
-  (hundreds of leaves in an 8-cell supernet). Slicing it inside the forward
-  pass is free, and its gradient comes back as one concatenation."""
-  key = json.dumps(config.to_dict(), sort_keys=True, default=str)
-  unravel = _unraveler(key, int(in_channels), jnp.dtype(flat.dtype).name)
+  weight decay then compile to a handful of kernels instead of a few per leaf,
+  and the packed layout makes reading it inside the forward pass a few slices
+  (its gradient comes back as one concatenation)."""
+  unravel = _unraveler(_config_key(config), int(in_channels), jnp.dtype(flat.dtype).name)
   if not nn.is_probed(flat):
     return unravel(flat)
   values, probes = unravel(flat.value), unravel(flat.probe)
@@ -129,8 +220,10 @@ def unravel_weights(flat, config, in_channels=3):
 
 
 def init_flat_weights(key, config, in_channels=3, dtype=jnp.float32):
-  """`init_weights` raveled to one vector (the order of `jax.tree_util`)."""
-  return ravel_pytree(init_weights(key, config, in_channels, dtype))[0]
+  """`init_weights` packed (`pack_weights`) and raveled to one vector."""
+  weights = init_weights(key, config, in_channels, dtype)
+  # Jitted: a few hundred pads and concatenations run faster compiled than eagerly.
+  return jax.jit(lambda w: ravel_pytree(pack_weights(w, config))[0])(weights)
 
 
 def masked_arch(arch, masks):
@@ -163,12 +256,6 @@ def cell_runs(config):
   return runs
 
 
-def _stack(trees):
-  return jax.tree_util.tree_map(
-      lambda *leaves: nn.structural(lambda *v: jnp.stack(v), *leaves), *trees,
-      is_leaf=nn.is_probed)
-
-
 def _pad_rows(pre, rows):
   """ReLU-1×1 conv weights {"w": [1, c_in, C]} zero-padded to c_in = rows."""
   return {"w": nn.structural(
@@ -180,37 +267,31 @@ def _pad_channels(x, channels):
       lambda v: jnp.pad(v, ((0, 0),) * 3 + ((0, channels - v.shape[-1]),)), x)
 
 
-def _apply_run(weights, arch, run, plan, spec, config, s0, s1):
+def _apply_run(packed_run, template, arch, run, plan, spec, config, s0, s1):
   """Cells `run` (consecutive normal cells, same channels) as one scan.
 
   The carry is (p0, s0, s1): the preprocessed first input of the next cell and
-  the raw outputs of the two cells before it. A step runs cell m on (p0,
-  pre1_m(s1)) and preprocesses its successor's first input, pre0_{m+1}(s1),
-  with weights stacked one cell ahead (zeros after the last: a wasted 1×1
-  conv). The stem output is zero-padded to a cell output's width when it
-  feeds the run, and the weights that read it get zero rows: exact, and their
-  gradients there are 0."""
+  the raw outputs of the two cells before it. A step unravels its cell's row
+  of `packed_run["cells"]` (`template`: the row's tree), runs the cell on (p0,
+  pre1_m(s1)) and preprocesses its successor's first input, pre0_{m+1}(s1)
+  (zero weights after the last: a wasted 1×1 conv). The stem output is
+  zero-padded to a cell output's width when it feeds the run."""
   kind = plan[run[0]][0]
   width = spec.num_nodes * plan[run[0]][2]
-  cells = [weights["cells"][i] for i in run]
-  pre1 = [_pad_rows(c["pre1"], width) for c in cells]
-  pre0_next = [_pad_rows(c["pre0"], width) for c in cells[1:]]
-  pre0_next.append(jax.tree_util.tree_map(
-      lambda w: nn.structural(jnp.zeros_like, w), pre0_next[-1], is_leaf=nn.is_probed))
-  xs = (_stack(pre1), _stack([c["edges"] for c in cells]), _stack(pre0_next),
-        take(arch[kind]["origin"], [plan[i][1] for i in run]),
+  xs = (packed_run["cells"], take(arch[kind]["origin"], [plan[i][1] for i in run]),
         take(arch[kind]["ops"], [plan[i][1] for i in run]))
   # Carries are probed whenever anything is (the scan needs one carry type).
-  mode = nn.mode_of(*jax.tree_util.tree_leaves((cells, arch), is_leaf=nn.is_probed))
-  p0 = nn.as_probed(_apply_preprocess(cells[0]["pre0"], s0), mode)
+  mode = nn.mode_of(*jax.tree_util.tree_leaves((packed_run, arch), is_leaf=nn.is_probed))
+  p0 = nn.as_probed(_apply_preprocess(packed_run["pre0"], s0), mode)
   s1 = nn.as_probed(_pad_channels(s1, width), mode)
 
   def step(carry, xs):
     p0, _, s1 = carry
-    pre1_w, edge_w, pre0_w, origin, ops = xs
-    nodes = apply_cell_edges(edge_w, origin, ops, (p0, _apply_preprocess(pre1_w, s1)), spec,
-                             False, config)
-    return (_apply_preprocess(pre0_w, s1), s1, nn.concat(nodes)), None
+    row, origin, ops = xs
+    cell = unravel_rows(row, template)
+    nodes = apply_cell_edges(cell["edges"], origin, ops,
+                             (p0, _apply_preprocess(cell["pre1"], s1)), spec, False, config)
+    return (_apply_preprocess(cell["pre0_next"], s1), s1, nn.concat(nodes)), None
 
   (_, s0, s1), _ = jax.lax.scan(step, (p0, s1, s1), xs)
   return s0, s1
@@ -219,24 +300,29 @@ def _apply_run(weights, arch, run, plan, spec, config, s0, s1):
 def apply(weights, arch, images, config, masks=None):
   """Logits of the search network for NHWC float images.
 
-  Each run of `cell_runs` compiles once (a `lax.scan` over its cells), and
-  each cell as two op blocks (see `cell.apply_cell_edges`): the compiled size
-  grows with the number of distinct cell shapes, not with the depth."""
+  `weights` is the tree of `init_weights` or, cheaper to compile, its packed
+  layout (`pack_weights`, `unravel_weights`). Each run of `cell_runs`
+  compiles once (a `lax.scan` over its cells), and each cell as one or two op
+  blocks (see `cell.apply_cell_edges`): the compiled size grows with the
+  number of distinct cell shapes, not with the depth."""
   spec = cell_spec(config)
   plan, _ = cell_plan(config)
   arch = masked_arch(arch, masks)
+  if "cells" in weights:
+    weights = pack_weights(weights, config)
+  templates = _packed_shapes(_config_key(config), 3, "float32", False)["runs"]
   stem = weights["stem"]
   x = nn.batch_norm(nn.conv2d(images, stem["w"]), stem["scale"], stem["bias"])
   s0 = s1 = x
-  for run in cell_runs(config):
+  for run, packed_run, template in zip(cell_runs(config), weights["runs"], templates):
     if len(run) > 1:
-      s0, s1 = _apply_run(weights, arch, run, plan, spec, config, s0, s1)
+      s0, s1 = _apply_run(packed_run, template["cells"][0], arch, run, plan, spec, config,
+                          s0, s1)
       continue
-    cell_weights = weights["cells"][run[0]]
     kind, index, _, _ = plan[run[0]]
-    inputs = (_apply_preprocess(cell_weights["pre0"], s0),
-              _apply_preprocess(cell_weights["pre1"], s1))
-    nodes = apply_cell_edges(cell_weights["edges"], take(arch[kind]["origin"], index),
+    inputs = (_apply_preprocess(packed_run["pre0"], s0),
+              _apply_preprocess(packed_run["pre1"], s1))
+    nodes = apply_cell_edges(packed_run["edges"], take(arch[kind]["origin"], index),
                              take(arch[kind]["ops"], index), inputs, spec,
                              kind == "reduce", config)
     s0, s1 = s1, nn.concat(nodes)

@@ -1,8 +1,9 @@
 """Candidate operations of the DARTS CNN space (SPEC §4; Liu et al. 2019).
 
-Each op is a pair of pure functions: `init(key, channels, stride, dtype)` returns
-one edge's weights (a dict; pools have none) and `apply(weights, x, stride,
-config)` runs the op for E edges at once. Edges that share a source node run
+Each op is a pair of pure functions: `shapes(channels, stride)` gives one
+edge's weights as {name: (shape, fan_in)} (He-normal; pools have none; see
+`init_edges`) and `apply(weights, x, stride, config)` runs the op for E edges
+at once. Edges that share a source node run
 together in a channel-folded layout: x is [N, H, W, E·C] and weights are
 stacked with a leading edge axis. Depthwise convolutions, pools and batch norm
 act per channel, so folding is exact; 1×1 convolutions become one dense map
@@ -20,17 +21,39 @@ from typing import Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from bayesnas_jax import nn
 
 
 class Op(NamedTuple):
-  init: Callable
+  shapes: Callable
   apply: Callable
 
 
 def he_normal(key, shape, fan_in, dtype):
   return jax.random.normal(key, shape, dtype) * math.sqrt(2.0 / fan_in)
+
+
+def numpy_rng(key):
+  """A NumPy generator seeded by a (concrete) JAX PRNG key or an int.
+
+  The supernet's weights are drawn on the host: a few hundred He-normal
+  leaves drawn by `jax.random` cost about a minute of per-shape compiles and
+  dispatches for the 8-cell network, NumPy draws them in milliseconds."""
+  if isinstance(key, int):
+    return np.random.default_rng(key)
+  if jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key):
+    key = jax.random.key_data(key)
+  return np.random.default_rng(np.asarray(key, np.uint32).ravel().tolist())
+
+
+def init_edges(rng, shapes, edges, dtype):
+  """He-normal weights of `shapes` ({name: (shape, fan_in)}) for E edges,
+  stacked along a leading edge axis, from the NumPy generator `rng`."""
+  return {name: jnp.asarray(rng.standard_normal((edges,) + tuple(shape))
+                            * math.sqrt(2.0 / fan_in), dtype)
+          for name, (shape, fan_in) in sorted(shapes.items())}
 
 
 def _edges(weights_leaf):
@@ -80,11 +103,9 @@ def interleave_halves(a, b, edges):
   return nn.structural(build, a, b)
 
 
-def factorized_reduce_init(key, c_in, c_out, dtype):
-  k1, k2 = jax.random.split(key)
+def factorized_reduce_shapes(c_in, c_out):
   half = c_out // 2
-  return {"w1": he_normal(k1, (c_in, half), c_in, dtype),
-          "w2": he_normal(k2, (c_in, c_out - half), c_in, dtype)}
+  return {"w1": ((c_in, half), c_in), "w2": ((c_in, c_out - half), c_in)}
 
 
 def factorized_reduce(weights, x):
@@ -97,13 +118,10 @@ def factorized_reduce(weights, x):
 
 
 def _sep_conv(k):
-  def init(key, channels, stride, dtype):
+  def shapes(channels, stride):
     del stride
-    keys = jax.random.split(key, 4)
-    return {"dw1": he_normal(keys[0], (k, k, 1, channels), k * k, dtype),
-            "pw1": he_normal(keys[1], (channels, channels), channels, dtype),
-            "dw2": he_normal(keys[2], (k, k, 1, channels), k * k, dtype),
-            "pw2": he_normal(keys[3], (channels, channels), channels, dtype)}
+    return {"dw1": ((k, k, 1, channels), k * k), "pw1": ((channels, channels), channels),
+            "dw2": ((k, k, 1, channels), k * k), "pw2": ((channels, channels), channels)}
 
   def apply(weights, x, stride, config):
     impl = config.get("depthwise_impl", "auto")
@@ -112,40 +130,36 @@ def _sep_conv(k):
     x = depthwise(x, weights["dw2"], impl=impl)
     return nn.batch_norm(pointwise(x, weights["pw2"]))
 
-  return Op(init, apply)
+  return Op(shapes, apply)
 
 
 def _dil_conv(k):
-  def init(key, channels, stride, dtype):
+  def shapes(channels, stride):
     del stride
-    keys = jax.random.split(key, 2)
-    return {"dw": he_normal(keys[0], (k, k, 1, channels), k * k, dtype),
-            "pw": he_normal(keys[1], (channels, channels), channels, dtype)}
+    return {"dw": ((k, k, 1, channels), k * k), "pw": ((channels, channels), channels)}
 
   def apply(weights, x, stride, config):
     impl = config.get("depthwise_impl", "auto")
     x = depthwise(nn.relu(x), weights["dw"], stride, dilation=2, impl=impl)
     return nn.batch_norm(pointwise(x, weights["pw"]))
 
-  return Op(init, apply)
+  return Op(shapes, apply)
 
 
 def _pool(pool_fn):
-  def init(key, channels, stride, dtype):
-    del key, channels, stride, dtype
+  def shapes(channels, stride):
+    del channels, stride
     return {}
 
   def apply(weights, x, stride, config):
     del weights, config
     return nn.batch_norm(pool_fn(x, 3, stride))
 
-  return Op(init, apply)
+  return Op(shapes, apply)
 
 
-def _skip_init(key, channels, stride, dtype):
-  if stride == 1:
-    return {}
-  return factorized_reduce_init(key, channels, channels, dtype)
+def _skip_shapes(channels, stride):
+  return {} if stride == 1 else factorized_reduce_shapes(channels, channels)
 
 
 def _skip_apply(weights, x, stride, config):
@@ -154,7 +168,7 @@ def _skip_apply(weights, x, stride, config):
 
 
 OPS = {
-    "skip_connect": Op(_skip_init, _skip_apply),
+    "skip_connect": Op(_skip_shapes, _skip_apply),
     "sep_conv_3x3": _sep_conv(3),
     "sep_conv_5x5": _sep_conv(5),
     "dil_conv_3x3": _dil_conv(3),
