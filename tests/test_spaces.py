@@ -145,8 +145,11 @@ def test_folded_scanned_network_equals_edge_by_edge():
   def packed_apply(flat_weights, arch, images, config):
     return darts.apply(darts.unravel_weights(flat_weights, config), arch, images, config)
 
-  ours = value_grad_curvature(_loss(packed_apply, config, images, labels),
-                              {"weights": flat, "arch": arch}, probe_mask=mask)
+  # Ours jitted (26 s here against 73 s eagerly); the unrolled reference stays
+  # eager (it compiles for minutes).
+  ours = jax.jit(lambda params: value_grad_curvature(
+      _loss(packed_apply, config, images, labels), params, probe_mask=mask))(
+          {"weights": flat, "arch": arch})
   ref = value_grad_curvature(_loss(reference_network, config, images, labels),
                              {"weights": weights, "arch": arch}, probe_mask=mask)
   np.testing.assert_allclose(ours[0], ref[0], rtol=1e-10)
