@@ -19,8 +19,6 @@ import math
 
 import jax
 import jax.numpy as jnp
-import numpy as np
-from jax.flatten_util import ravel_pytree
 
 from bayesnas_jax import nn
 from bayesnas_jax.spaces import ops as ops_lib
@@ -197,13 +195,6 @@ def unpack_weights(packed, config, in_channels=3):
   return crop_to(weights, _canonical_shapes(key, int(in_channels), dtype))
 
 
-@functools.lru_cache(maxsize=32)
-def _unraveler(config_key, in_channels, dtype_name):
-  shapes = _packed_shapes(config_key, in_channels, dtype_name, True)
-  zeros = jax.tree_util.tree_map(lambda s: np.zeros(s.shape, s.dtype), shapes)
-  return ravel_pytree(zeros)[1]
-
-
 def unravel_weights(flat, config, in_channels=3):
   """The packed weight tree (`pack_weights`) from its flat vector (see
   `init_flat_weights`).
@@ -212,18 +203,15 @@ def unravel_weights(flat, config, in_channels=3):
   weight decay then compile to a handful of kernels instead of a few per leaf,
   and the packed layout makes reading it inside the forward pass a few slices
   (its gradient comes back as one concatenation)."""
-  unravel = _unraveler(_config_key(config), int(in_channels), jnp.dtype(flat.dtype).name)
-  if not nn.is_probed(flat):
-    return unravel(flat)
-  values, probes = unravel(flat.value), unravel(flat.probe)
-  return jax.tree_util.tree_map(lambda v, p: nn.Probed(v, p, flat.mode), values, probes)
+  dtype = jnp.dtype(nn.value_of(flat).dtype).name
+  return unravel_rows(flat, _packed_shapes(_config_key(config), int(in_channels), dtype, True))
 
 
 def init_flat_weights(key, config, in_channels=3, dtype=jnp.float32):
   """`init_weights` packed (`pack_weights`) and raveled to one vector."""
   weights = init_weights(key, config, in_channels, dtype)
   # Jitted: a few hundred pads and concatenations run faster compiled than eagerly.
-  return jax.jit(lambda w: ravel_pytree(pack_weights(w, config))[0])(weights)
+  return jax.jit(lambda w: ravel_rows([pack_weights(w, config)])[0])(weights)
 
 
 def masked_arch(arch, masks):
