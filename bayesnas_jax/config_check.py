@@ -70,6 +70,8 @@ def validate(config):
         config.space.depthwise_impl)
   _need(isinstance(config.space.get("scan_inputs", False), bool), "space.scan_inputs",
         "true or false", config.space.get("scan_inputs"))
+  _need(isinstance(config.space.get("remat", False), bool), "space.remat",
+        "true or false", config.space.get("remat"))
   ops_lib.check_ops(list(config.space.ops))
   _need(config.space.channels % 2 == 0, "space.channels", "an even number",
         config.space.channels)

@@ -55,6 +55,11 @@ def get_config(arg=None):
   # compile per cell shape instead of two, for 6 padded edge slots of compute
   # (20 for 14 edges). False: inputs' edges as one block, no padding there.
   config.space.scan_inputs = True
+  # True: each weighted op's activations are recomputed in the backward pass
+  # instead of kept: one more forward of those ops for a third of the memory
+  # (8 cells, batch 64: 6.1 GB instead of 17.1 GB, and a faster step on CPU;
+  # BENCHMARKS.md). Same gradients and curvature.
+  config.space.remat = True
 
   config.search = ml_collections.ConfigDict()
   config.search.rounds = 1  # T_max; each round is one epoch of joint training.

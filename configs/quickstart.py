@@ -20,6 +20,7 @@ def get_config(arg=None):
   config.space.channels = 8
   config.space.layers = 3
   config.space.stem_multiplier = 2
+  config.space.remat = False  # Small enough to keep activations; compiles faster.
   config.search.rounds = 1
   config.search.curvature_batches = 20
   config.search.learning_rate = 0.05

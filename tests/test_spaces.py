@@ -105,8 +105,8 @@ def test_runs_of_identical_cells():
   assert darts.cell_runs(_space(4, layers=8)) == [[0, 1], [2], [3, 4], [5], [6, 7]]
 
 
-def _problem(num_nodes, ops=OPS_SMALL):
-  config = _space(num_nodes, ops)
+def _problem(num_nodes, ops=OPS_SMALL, layers=7):
+  config = _space(num_nodes, ops, layers)
   key = jax.random.PRNGKey(num_nodes)
   weights = darts.init_weights(key, config, dtype=jnp.float64)
   arch = darts.init_arch(config, jnp.float64)
@@ -131,6 +131,24 @@ def _tree_equal(a, b):
       lambda u, v: u.shape == v.shape and bool(jnp.all(u == v)), a, b)
   return jax.tree_util.tree_structure(a) == jax.tree_util.tree_structure(b) and all(
       jax.tree_util.tree_leaves(same))
+
+
+def test_remat_changes_neither_gradients_nor_curvature():
+  """`space.remat` only moves work from memory to recomputation: loss,
+  gradients and curvature are those of the network that keeps activations."""
+  config, weights, arch, images, labels = _problem(2, ("skip_connect", "sep_conv_3x3"), 1)
+  flat = ravel_pytree(darts.pack_weights(weights, config))[0]
+  results = []
+  for remat in (False, True):
+    config.remat = remat
+    packed = lambda w, a, x, config: darts.apply(darts.unravel_weights(w, config), a, x, config)
+    results.append(jax.jit(lambda params, c=config.copy_and_resolve_references(), f=packed:
+                           value_grad_curvature(_loss(f, c, images, labels), params))(
+                               {"weights": flat, "arch": arch}))
+  for a, b in zip(jax.tree_util.tree_leaves(results[0]), jax.tree_util.tree_leaves(results[1])):
+    np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-15)
+  assert np.all(np.asarray(results[0][2]["weights"]) >= 0)
+  assert np.count_nonzero(np.asarray(results[0][2]["weights"])) > 0
 
 
 @pytest.mark.parametrize("num_nodes,scan_inputs", [(3, True), (2, False), (1, True)])
@@ -162,8 +180,10 @@ def test_folded_scanned_network_equals_edge_by_edge():
   of the network on its flat packed weights (as the search trains it) against
   the reference on the canonical tree. Three nodes: the node scan has a padded
   slot; 7 layers: both kinds of run. The flat gradient is 0 at every padded
-  entry, so padding stays 0 under training."""
+  entry, so padding stays 0 under training. Ours recomputes its ops'
+  activations in the backward pass (`remat`, the search config's default)."""
   config, weights, arch, images, labels = _problem(3)
+  config.remat = True
   flat = ravel_pytree(darts.pack_weights(weights, config))[0]
   mask = {"weights": False, "arch": True}
 

@@ -196,6 +196,16 @@ def unpack_cell_edges(packed, spec: CellSpec, reduction: bool, config, channels:
   return weights
 
 
+def _op_fn(name, stride, config):
+  """`OPS[name].apply` as f(weights, x); under `config.remat` its activations
+  are recomputed in the backward pass instead of kept (ops with weights)."""
+  def f(weights, x):
+    return OPS[name].apply(weights, x, stride, config)
+  if config.get("remat", False) and OPS[name].shapes(1, stride):
+    return jax.checkpoint(f)
+  return f
+
+
 def _edge_block(weights, x, origin, op_scalars, spec: CellSpec, stride, config):
   """Σ_o w^o_e · o(w⁰_e · x_e) for E edges folded along channels.
 
@@ -204,7 +214,7 @@ def _edge_block(weights, x, origin, op_scalars, spec: CellSpec, stride, config):
   edges = nn.value_of(origin).shape[0]
   channels = nn.value_of(x).shape[-1] // edges
   x = nn.scale(x, repeat_per_channel(origin, channels))
-  outs = [nn.scale(OPS[name].apply(weights[name], x, stride, config),
+  outs = [nn.scale(_op_fn(name, stride, config)(weights[name], x),
                    repeat_per_channel(take_column(op_scalars, i), channels))
           for i, name in enumerate(spec.ops)]
   return nn.add(*outs)
