@@ -28,11 +28,7 @@ def main(config, workdir: str) -> int:
       raise ValueError(f"config.mode: expected 'search', 'train' or 'summary', got {mode!r}")
     if mode != "summary" and os.path.exists(workdir) and not os.path.isdir(workdir):
       raise ValueError(f"--workdir: {workdir} exists and is not a directory")
-    if config.get("compilation_cache_dir"):
-      import jax  # pylint: disable=import-outside-toplevel
-      jax.config.update("jax_compilation_cache_dir",
-                        os.path.expanduser(config.compilation_cache_dir))
-      jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
+    apply_runtime_options(config)
     if mode == "search":
       from bayesnas_jax.search import run  # pylint: disable=import-outside-toplevel
       summary = run.run_search(config, workdir, log=_log)
@@ -52,6 +48,28 @@ def main(config, workdir: str) -> int:
     return 2
   print(json.dumps(summary, indent=1))
   return 0
+
+
+MATMUL_PRECISIONS = ("", "default", "high", "highest", "bfloat16", "tensorfloat32",
+                     "float32")
+
+
+def apply_runtime_options(config):
+  """JAX settings named by the config: `compilation_cache_dir` (persistent XLA
+  cache) and `matmul_precision` (JAX's default precision of float32 matmuls and
+  convolutions; "" leaves JAX's default: TF32 on recent NVIDIA GPUs, bf16 passes
+  on TPU, float32 on CPU)."""
+  import jax  # pylint: disable=import-outside-toplevel
+  precision = config.get("matmul_precision", "")
+  if precision not in MATMUL_PRECISIONS:
+    raise ValueError(f"config.matmul_precision: expected one of {MATMUL_PRECISIONS}, "
+                     f"got {precision!r}")
+  if precision:
+    jax.config.update("jax_default_matmul_precision", precision)
+  if config.get("compilation_cache_dir"):
+    jax.config.update("jax_compilation_cache_dir",
+                      os.path.expanduser(config.compilation_cache_dir))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
 
 
 def initialize_distributed():

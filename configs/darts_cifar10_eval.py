@@ -29,6 +29,9 @@ def get_config(arg=None):
   config.checkpoint_every_steps = 0  # 0: checkpoints at the end of every epoch only.
   config.stop_after_steps = 0  # > 0 ends the launch early (resume testing).
   config.compilation_cache_dir = ""  # e.g. ~/.cache/bayesnas_jax: reuse XLA builds.
+  # "" keeps JAX's default for float32 matmuls and convolutions (TF32 on recent
+  # NVIDIA GPUs); "highest" or "float32" asks for full float32.
+  config.matmul_precision = ""
 
   config.data = darts_cifar10_search.cifar10_data()
 

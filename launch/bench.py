@@ -20,6 +20,7 @@ from absl import app
 from absl import flags
 from ml_collections import config_flags
 
+from bayesnas_jax import launcher
 from bayesnas_jax.search import objective
 from bayesnas_jax.search.run import initial_state
 
@@ -51,6 +52,7 @@ def _time(fn, args, repeats):
 def main(argv):
   del argv
   config = FLAGS.config
+  launcher.apply_runtime_options(config)
   batch_size = config.input.batch_size
   size = FLAGS.image_size
   rng = np.random.default_rng(0)
@@ -79,6 +81,9 @@ def main(argv):
       "layers": config.space.layers,
       "channels": config.space.channels,
       "ops": len(config.space.ops),
+      "compute_dtype": config.search.compute_dtype,
+      "matmul_precision": config.get("matmul_precision") or "jax default",
+      "remat": bool(config.space.get("remat", False)),
       "compile_s": {"train": round(train_compile, 2), "curvature": round(curvature_compile, 2)},
       "train_step_s": round(train_s, 5),
       "images_per_s": round(batch_size / train_s, 1),

@@ -136,6 +136,7 @@ def test_cli_runs_and_prints_summary(tiny_data, tmp_path):
     ("--config.search.dependency=some", "config.search.dependency"),
     ("--config.space.ops=('sep_conv_3x3','zero')", "config.space.ops"),
     ("--config.data.path=/nonexistent/images", "/nonexistent/images"),
+    ("--config.matmul_precision=fast", "config.matmul_precision"),
 ])
 def test_bad_input_is_one_line_and_writes_nothing(tiny_data, tmp_path, override, field):
   workdir = tmp_path / "bad"
