@@ -10,7 +10,6 @@ of the larger step; on GPU also the allocator's peak).
 """
 import datetime
 import json
-import statistics
 import time
 
 import jax
@@ -23,6 +22,7 @@ from ml_collections import config_flags
 from bayesnas_jax import launcher
 from bayesnas_jax.search import objective
 from bayesnas_jax.search.run import initial_state
+from launch.timing import median_time
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file("config", "configs/darts_cifar10_search.py",
@@ -37,16 +37,6 @@ def _memory(compiled):
     return None
   return int(analysis.argument_size_in_bytes + analysis.output_size_in_bytes
              + analysis.temp_size_in_bytes - analysis.alias_size_in_bytes)
-
-
-def _time(fn, args, repeats):
-  jax.block_until_ready(fn(*args))  # warm-up run
-  times = []
-  for _ in range(repeats):
-    start = time.perf_counter()
-    jax.block_until_ready(fn(*args))
-    times.append(time.perf_counter() - start)
-  return statistics.median(times)
 
 
 def main(argv):
@@ -70,8 +60,8 @@ def main(argv):
   start = time.perf_counter()
   curvature_compiled = curvature_step.lower(*curvature_args).compile()
   curvature_compile = time.perf_counter() - start
-  train_s = _time(train_compiled, train_args, FLAGS.repeats)
-  curvature_s = _time(curvature_compiled, curvature_args, FLAGS.repeats)
+  train_s = median_time(train_compiled, train_args, FLAGS.repeats)
+  curvature_s = median_time(curvature_compiled, curvature_args, FLAGS.repeats)
   device = jax.devices()[0]
   result = {
       "device": f"{device.platform}:{device.device_kind}",

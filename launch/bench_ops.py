@@ -23,8 +23,6 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
-import statistics
-import time
 
 import jax
 import jax.numpy as jnp
@@ -32,6 +30,7 @@ import numpy as np
 
 from bayesnas_jax.nn import conv as conv_lib
 from bayesnas_jax.spaces import ops
+from launch.timing import median_time
 
 
 def _block_diagonal(x, w):
@@ -46,22 +45,12 @@ def _einsum(x, w):
   return jnp.einsum("...ec,ecd->...ed", x.reshape(lead + (e, c)), w).reshape(lead + (e * d,))
 
 
-def _time(fn, args, repeats):
-  jax.block_until_ready(fn(*args))
-  times = []
-  for _ in range(repeats):
-    start = time.perf_counter()
-    jax.block_until_ready(fn(*args))
-    times.append(time.perf_counter() - start)
-  return statistics.median(times)
-
-
 def _compare(candidates, args, repeats):
   """{name: seconds} for jitted fwd+bwd of each candidate, plus ratios."""
   times = {}
   for name, f in candidates.items():
     step = jax.jit(jax.grad(lambda x, w, f=f: jnp.sum(f(x, w) ** 2), argnums=(0, 1)))
-    times[name] = _time(step, args, repeats)
+    times[name] = median_time(step, args, repeats)
   best = min(times.values())
   return {name: {"step_s": round(t, 6), "vs_fastest": round(t / best, 3)}
           for name, t in times.items()}
