@@ -133,6 +133,11 @@ def _tree_equal(a, b):
       jax.tree_util.tree_leaves(same))
 
 
+def _packed_apply(flat_weights, arch, images, config):
+  """The network on its flat packed weights, as the search trains it."""
+  return darts.apply(darts.unravel_weights(flat_weights, config), arch, images, config)
+
+
 def test_remat_changes_neither_gradients_nor_curvature():
   """`space.remat` only moves work from memory to recomputation: loss,
   gradients and curvature are those of the network that keeps activations."""
@@ -141,10 +146,9 @@ def test_remat_changes_neither_gradients_nor_curvature():
   results = []
   for remat in (False, True):
     config.remat = remat
-    packed = lambda w, a, x, config: darts.apply(darts.unravel_weights(w, config), a, x, config)
-    results.append(jax.jit(lambda params, c=config.copy_and_resolve_references(), f=packed:
-                           value_grad_curvature(_loss(f, c, images, labels), params))(
-                               {"weights": flat, "arch": arch}))
+    results.append(jax.jit(lambda params, c=config.copy_and_resolve_references():
+                           value_grad_curvature(_loss(_packed_apply, c, images, labels),
+                                                params))({"weights": flat, "arch": arch}))
   for a, b in zip(jax.tree_util.tree_leaves(results[0]), jax.tree_util.tree_leaves(results[1])):
     np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-15)
   assert np.all(np.asarray(results[0][2]["weights"]) >= 0)
@@ -186,14 +190,10 @@ def test_folded_scanned_network_equals_edge_by_edge():
   config.remat = True
   flat = ravel_pytree(darts.pack_weights(weights, config))[0]
   mask = {"weights": False, "arch": True}
-
-  def packed_apply(flat_weights, arch, images, config):
-    return darts.apply(darts.unravel_weights(flat_weights, config), arch, images, config)
-
   # Ours jitted (26 s here against 73 s eagerly); the unrolled reference stays
   # eager (it compiles for minutes).
   ours = jax.jit(lambda params: value_grad_curvature(
-      _loss(packed_apply, config, images, labels), params, probe_mask=mask))(
+      _loss(_packed_apply, config, images, labels), params, probe_mask=mask))(
           {"weights": flat, "arch": arch})
   ref = value_grad_curvature(_loss(reference_network, config, images, labels),
                              {"weights": weights, "arch": arch}, probe_mask=mask)

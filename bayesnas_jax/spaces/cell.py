@@ -196,14 +196,14 @@ def unpack_cell_edges(packed, spec: CellSpec, reduction: bool, config, channels:
   return weights
 
 
-def _op_fn(name, stride, config):
-  """`OPS[name].apply` as f(weights, x); under `config.remat` its activations
-  are recomputed in the backward pass instead of kept (ops with weights)."""
+def _apply_op(name, weights, x, stride, config):
+  """`OPS[name].apply`; under `config.remat` an op with weights recomputes its
+  activations in the backward pass instead of keeping them."""
   def f(weights, x):
     return OPS[name].apply(weights, x, stride, config)
-  if config.get("remat", False) and OPS[name].shapes(1, stride):
-    return jax.checkpoint(f)
-  return f
+  if config.get("remat", False) and jax.tree_util.tree_leaves(weights):
+    f = jax.checkpoint(f)
+  return f(weights, x)
 
 
 def _edge_block(weights, x, origin, op_scalars, spec: CellSpec, stride, config):
@@ -214,7 +214,7 @@ def _edge_block(weights, x, origin, op_scalars, spec: CellSpec, stride, config):
   edges = nn.value_of(origin).shape[0]
   channels = nn.value_of(x).shape[-1] // edges
   x = nn.scale(x, repeat_per_channel(origin, channels))
-  outs = [nn.scale(_op_fn(name, stride, config)(weights[name], x),
+  outs = [nn.scale(_apply_op(name, weights[name], x, stride, config),
                    repeat_per_channel(take_column(op_scalars, i), channels))
           for i, name in enumerate(spec.ops)]
   return nn.add(*outs)
