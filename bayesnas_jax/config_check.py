@@ -1,11 +1,10 @@
 """Checks of a run config: one-line errors that name the field and what was expected."""
 from __future__ import annotations
 
+from bayesnas_jax import spaces
 from bayesnas_jax.search.hard import GROUPINGS
-from bayesnas_jax.nn.conv import IMPLS
 from bayesnas_jax.nn.probe import MODES
 from bayesnas_jax.prior import DEPENDENCIES
-from bayesnas_jax.spaces import ops as ops_lib
 
 
 def _need(condition, field, expected, value):
@@ -38,13 +37,14 @@ def _number(config, field, low=None, high=None, low_open=False):
 
 def validate(config):
   """Raises ValueError for the first bad field of a search config."""
-  for field in ("input.batch_size", "space.channels", "space.layers", "space.num_nodes",
-                "space.stem_multiplier", "space.num_classes", "search.rounds",
+  spaces.validate(config.space)
+  for field in ("input.batch_size", "search.rounds",
                 "search.epochs_per_round", "log_every_steps", "checkpoint_every_steps",
                 "search.top_k"):
     _positive_int(config, field)
   for field in ("search.warmup_epochs", "search.curvature_batches", "retrain.epochs",
-                "input.crop_padding", "input.cutout_length", "input.image_size", "stop_after_steps"):
+                "input.crop_padding", "input.cutout_length", "input.image_size", "stop_after_steps",
+                "input.train_examples", "input.test_examples"):
     _positive_int(config, field, allow_zero=True)
   _number(config, "search.lambda_w", 0, low_open=True)
   _number(config, "search.learning_rate", 0, low_open=True)
@@ -65,16 +65,6 @@ def validate(config):
         config.search.grouping)
   _need(config.search.optimizer in ("sgd", "adam"), "search.optimizer", "'sgd' or 'adam'",
         config.search.optimizer)
-  _need(config.space.name == "darts", "space.name", "'darts'", config.space.name)
-  _need(config.space.depthwise_impl in IMPLS, "space.depthwise_impl", f"one of {IMPLS}",
-        config.space.depthwise_impl)
-  _need(isinstance(config.space.get("scan_inputs", False), bool), "space.scan_inputs",
-        "true or false", config.space.get("scan_inputs"))
-  _need(isinstance(config.space.get("remat", False), bool), "space.remat",
-        "true or false", config.space.get("remat"))
-  ops_lib.check_ops(list(config.space.ops))
-  _need(config.space.channels % 2 == 0, "space.channels", "an even number",
-        config.space.channels)
   _need(len(config.data.splits) in (1, 2), "data.splits", "(train,) or (train, test)",
         config.data.splits)
   _need(config.retrain.epochs == 0 or len(config.data.splits) == 2, "retrain.epochs",

@@ -219,6 +219,11 @@ def _write_text_atomic(path, text):
     raise
 
 
+def write_text(path, text):
+  """Writes `text` to `path` atomically."""
+  _write_text_atomic(path, text)
+
+
 def write_json(path, obj, indent=1):
   """Writes `obj` as JSON atomically: readers see the old file or the new one.
 

@@ -19,7 +19,7 @@ from absl import app
 from absl import flags
 from ml_collections import config_flags
 
-from bayesnas_jax import launcher
+from bayesnas_jax import launcher, spaces
 from bayesnas_jax.search import objective
 from bayesnas_jax.search.run import initial_state
 from launch.timing import median_time
@@ -48,8 +48,9 @@ def main(argv):
   rng = np.random.default_rng(0)
   batch = {"image": rng.integers(0, 256, (batch_size, size, size, 3), dtype=np.uint8),
            "label": rng.integers(0, config.space.num_classes, (batch_size,), dtype=np.int32)}
-  state = initial_state(config, jax.random.PRNGKey(0), (size, size, 3))
-  _, train_step, curvature_step, _ = objective.make_steps(config)
+  space = spaces.make(config.space)
+  state = initial_state(config, space, jax.random.PRNGKey(0), (size, size, 3))
+  _, train_step, curvature_step, _ = objective.make_steps(config, space)
   key = jax.random.PRNGKey(1)
   train_args = (state["params"], state["opt_state"], batch, key, state["prior"]["omega"],
                 state["masks"], jnp.asarray(1.0))

@@ -14,7 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from configs import quickstart
-from bayesnas_jax import export
+from bayesnas_jax import export, spaces
 from bayesnas_jax.search import hard, objective
 from bayesnas_jax.search.run import initial_state
 from bayesnas_jax.spaces import darts
@@ -34,8 +34,9 @@ def _config(dtype):
 
 def _gamma_and_genotype(dtype, batch):
   config = _config(dtype)
-  state = initial_state(config, jax.random.PRNGKey(0), (8, 8, 3))
-  _, _, curvature_step, _ = objective.make_steps(config)
+  space = spaces.make(config.space)
+  state = initial_state(config, space, jax.random.PRNGKey(0), (8, 8, 3))
+  _, _, curvature_step, _ = objective.make_steps(config, space)
   _, curvature = curvature_step(state["params"], batch, state["masks"])
   spec = darts.cell_spec(config.space)
   new_state, _, _ = hard.hard_update(

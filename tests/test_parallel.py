@@ -2,13 +2,16 @@
 genotype (batch sharded over a device mesh, state replicated).
 
 Sharded reductions add in another order, and the round's SGD steps amplify those
-last-bit differences. Both runs use XLA's default optimisation: at the suite's
-`--xla_backend_optimization_level=0` the one-device program alone rounds
-differently enough to move H by up to 3.5% on this problem (measured 2026-11-23),
-which would hide a real discrepancy. With default optimisation, measured
-2026-11-23 on this problem: γ agrees to 5e-5 relative and H to 1.1e-4 (2e-4
-without JAX_ENABLE_X64), and the genotype is identical. The tolerance below is
-1e-3."""
+last-bit differences. How much depends on the regime: on class-separable images
+the tiny search drove its loss to ~0, H to ~1e-11 and γ to ~2·10⁴, where γ is
+hypersensitive to the order of sums (it failed at rtol 1e-3 on one machine,
+0.49% apart). The images here are noise, so the loss stays high, H ≥ 7e-5 and
+γ is 0.47–2.9. Measured 2026-12-02 on this problem: γ agrees to 1.4e-6 relative,
+H to 4.7e-6, w to 1.4e-7, and the genotype is identical: the tolerance of 1e-3
+leaves a factor of ~200 for other machines' rounding. Both runs use XLA's
+default optimisation: at the suite's `--xla_backend_optimization_level=0` the
+one-device program alone rounded differently enough to move H by up to 3.5%
+on the earlier problem (2026-11-23)."""
 import json
 import os
 import subprocess
@@ -66,7 +69,7 @@ def _search_both(data, tmp_path):
 
 
 def test_eight_devices_match_one(tmp_path):
-  data = make_image_folder(tmp_path / "images")
+  data = make_image_folder(tmp_path / "images", separable=False)
   (one, genotype_one), (eight, genotype_eight) = _search_both(data, tmp_path)
   gamma_one = np.array([s["gamma"] for s in one["rounds"][0]["scalars"]])
   gamma_eight = np.array([s["gamma"] for s in eight["rounds"][0]["scalars"]])

@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from configs import quickstart
@@ -152,3 +153,30 @@ def test_unknown_config_field_is_rejected(tiny_data, tmp_path):
   assert result.returncode != 0
   assert "nope" in result.stderr
   assert not (tmp_path / "w").exists()
+
+
+def test_darts_search_reproduces_the_recorded_result(tmp_path):
+  """The DARTS space behind the `SearchSpace` interface gives the search of
+  commit 87ccba7 (before the interface): `tests/data/darts_tiny_*.json` were
+  written by that commit's `run.run_search` on this config and data, under this
+  suite's settings. The images are noise, so the loss stays high and H ≥ 7e-5
+  (γ 0.3–3.5): a regime where rounding on another machine moves γ by far less
+  than the tolerance."""
+  data = make_image_folder(tmp_path / "noise", separable=False)
+  workdir = str(tmp_path / "run")
+  run.run_search(tiny_config(data, **{"retrain.epochs": 0, "tensorboard": False}), workdir,
+                 log=lambda _: None)
+  recorded = _read(os.path.join(ROOT, "tests", "data"), "darts_tiny_architecture.json")
+  result = _read(workdir, "architecture.json")
+  assert _read(workdir, "genotype.json") == _read(os.path.join(ROOT, "tests", "data"),
+                                                  "darts_tiny_genotype.json")
+  assert {k: v for k, v in result.items() if k != "rounds"} == {
+      k: v for k, v in recorded.items() if k != "rounds"}
+  assert len(result["rounds"]) == len(recorded["rounds"]) == 2
+  for ours, theirs in zip(result["rounds"], recorded["rounds"]):
+    assert [s["name"] for s in ours["scalars"]] == [s["name"] for s in theirs["scalars"]]
+    assert [s["kept"] for s in ours["scalars"]] == [s["kept"] for s in theirs["scalars"]]
+    for field in ("w", "H", "C", "omega", "s", "gamma"):
+      np.testing.assert_allclose([s[field] for s in ours["scalars"]],
+                                 [s[field] for s in theirs["scalars"]], rtol=1e-3,
+                                 err_msg=field)

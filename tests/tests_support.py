@@ -8,14 +8,17 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def make_image_folder(root, train_per_class=16, test_per_class=3, size=8,
-                      classes=("ant", "bee", "cat")):
-  """A class-separable image folder of small PNGs; returns its path."""
+                      classes=("ant", "bee", "cat"), separable=True):
+  """An image folder of small PNGs; returns its path. Class-separable by
+  brightness, or with `separable=False` uniform noise whose label the pixels do
+  not tell (the loss cannot reach 0, so the curvature stays well above 0)."""
   rng = np.random.default_rng(0)
   for split, count in (("train", train_per_class), ("test", test_per_class)):
     for label, name in enumerate(classes):
       folder = os.path.join(root, split, name)
       os.makedirs(folder, exist_ok=True)
       for i in range(count):
-        pixels = rng.integers(0, 60, (size, size, 3)) + 60 * label
+        pixels = (rng.integers(0, 60, (size, size, 3)) + 60 * label if separable
+                  else rng.integers(0, 256, (size, size, 3)))
         Image.fromarray(pixels.astype(np.uint8)).save(os.path.join(folder, f"{i}.png"))
   return str(root)

@@ -46,17 +46,20 @@ def network_masks(keep, arch):
 
 @functools.partial(jax.jit, static_argnames=("spec", "lambda_w", "grouping", "dependency",
                                              "threshold"))
-def hard_update(arch, curvature, state, *, spec: CellSpec, lambda_w: float, grouping: str,
+def hard_update(arch, curvature, state, *, spec, lambda_w: float, grouping: str,
                 dependency: str, threshold: float = prior.PRUNE_THRESHOLD):
   """One prior update. Returns (new state, per-type record arrays, clamped count).
 
-  Record arrays per cell type and part: w, H (clamped), C per member; omega,
-  switch, gamma, keep per group.
+  `spec` is the `CellSpec` of every cell type, or a tuple of (type, CellSpec)
+  pairs (`spaces.cell_specs(space)`). Record arrays per cell type and part: w,
+  H (clamped), C per member; omega, switch, gamma, keep per group.
   """
+  specs = dict(spec) if not isinstance(spec, CellSpec) else {kind: spec for kind in arch}
   new_state = {"gamma": {}, "omega": {}, "keep": {}}
   records = {}
   clamped = 0
   for kind in arch:
+    spec = specs[kind]
     w = arch[kind]
     curv = {}
     for part in ("origin", "ops"):

@@ -15,7 +15,6 @@ import optax
 from bayesnas_jax import nn
 from bayesnas_jax.curvature import value_grad_curvature
 from bayesnas_jax.data import augment
-from bayesnas_jax.spaces import darts
 
 _NORM_EPS = 1e-20  # keeps ∂‖w‖/∂w finite at w = 0 (pruned scalars)
 
@@ -51,18 +50,15 @@ def _cast(tree, dtype):
       lambda x: nn.structural(lambda v: v.astype(dtype), x), tree, is_leaf=nn.is_probed)
 
 
-def data_loss(weights, arch, images, labels, masks, space_config, compute_dtype="float32"):
-  """E_D: mean cross-entropy of the search network. `weights` is the tree of
-  `darts.init_weights` or its flat vector (`darts.init_flat_weights`). With
-  compute_dtype "bfloat16" the network runs in bf16 (weights, scalars,
-  activations) while the loss, its gradients and the curvature come back in
-  float32."""
-  if not isinstance(weights, dict):
-    weights = darts.unravel_weights(weights, space_config, images.shape[-1])
+def data_loss(space, weights, arch, images, labels, masks, compute_dtype="float32"):
+  """E_D: mean cross-entropy of the search network `space.apply` (a
+  `SearchSpace`). With compute_dtype "bfloat16" the network runs in bf16
+  (weights, scalars, activations) while the loss, its gradients and the
+  curvature come back in float32."""
   if compute_dtype != "float32":
     dtype = COMPUTE_DTYPES[compute_dtype]
     weights, arch, images = _cast(weights, dtype), _cast(arch, dtype), images.astype(dtype)
-  logits = darts.apply(weights, arch, images, space_config, masks)
+  logits = space.apply(weights, arch, images, masks)
   logits = nn.structural(lambda v: v.astype(jnp.float32), logits)
   loss = nn.softmax_cross_entropy(logits, labels)
   return loss, nn.value_of(logits)
@@ -104,18 +100,19 @@ def _accuracy(logits, labels):
 _STEP_CACHE = {}
 
 
-def make_steps(config):
-  """The jitted steps for `config`, built once per distinct (space, search,
-  input) settings so that later runs in one process reuse compiled code."""
+def make_steps(config, space):
+  """The jitted steps for `config` and its `SearchSpace` (made from
+  `config.space`), built once per distinct (space, search, input) settings so
+  that later runs in one process reuse compiled code."""
   key = json.dumps({k: config[k].to_dict() for k in ("space", "search", "input")},
                    sort_keys=True, default=str)
   if key not in _STEP_CACHE:
-    _STEP_CACHE[key] = _build_steps(config)
+    _STEP_CACHE[key] = _build_steps(config, space)
   return _STEP_CACHE[key]
 
 
-def _build_steps(config):
-  """Builds the jitted steps for `config` (space, input and search fields).
+def _build_steps(config, space):
+  """Builds the jitted steps for `config` (input and search fields) on `space`.
 
   train_step(params, opt_state, batch, key, omega, masks, arch_scale) does one
   SGD step on eq. 21 and returns (params, opt_state, metrics, curvature), the
@@ -125,11 +122,11 @@ def _build_steps(config):
   returns (E_D, H of E_D w.r.t. the architecture scalars). eval_step returns
   (loss, accuracy).
   """
-  space, search, inputs = config.space, config.search, config.input
+  search, inputs = config.search, config.input
   optimizer = make_optimizer(search)
 
   def objective(params, images, labels, omega, masks):
-    loss, logits = data_loss(params["weights"], params["arch"], images, labels, masks, space,
+    loss, logits = data_loss(space, params["weights"], params["arch"], images, labels, masks,
                              search.compute_dtype)
     return loss + penalties(params, omega), (loss, _accuracy(logits, labels))
 
@@ -154,7 +151,7 @@ def _build_steps(config):
       images = prepare_images(batch["image"], key, inputs, train=True)
 
       def loss_fn(p):
-        return data_loss(p["weights"], p["arch"], images, batch["label"], masks, space,
+        return data_loss(space, p["weights"], p["arch"], images, batch["label"], masks,
                          search.compute_dtype)
 
       (loss, logits), grads, curvature = value_grad_curvature(
@@ -179,7 +176,7 @@ def _build_steps(config):
     images = prepare_images(batch["image"], None, inputs, train=False)
 
     def loss_of_arch(arch):
-      return data_loss(params["weights"], arch, images, batch["label"], masks, space,
+      return data_loss(space, params["weights"], arch, images, batch["label"], masks,
                        search.compute_dtype)[0]
 
     loss, _, curvature = value_grad_curvature(loss_of_arch, params["arch"],
@@ -189,8 +186,8 @@ def _build_steps(config):
   @jax.jit
   def eval_step(params, batch, masks):
     images = prepare_images(batch["image"], None, inputs, train=False)
-    loss, logits = data_loss(params["weights"], params["arch"], images, batch["label"],
-                             masks, space, search.compute_dtype)
+    loss, logits = data_loss(space, params["weights"], params["arch"], images, batch["label"],
+                             masks, search.compute_dtype)
     return loss, _accuracy(logits, batch["label"])
 
   return optimizer, train_step, curvature_step, eval_step

@@ -21,13 +21,12 @@ import jax.numpy as jnp
 import numpy as np
 
 from bayesnas_jax import data as data_lib
-from bayesnas_jax import export
+from bayesnas_jax import spaces
 from bayesnas_jax.checkpoints import Checkpointer
 from bayesnas_jax.metrics import MetricWriter, Progress
 from bayesnas_jax.parallel import data_parallel
 from bayesnas_jax.parallel import global_batch as _global_batch
 from bayesnas_jax.search import hard, objective, report
-from bayesnas_jax.spaces import darts
 
 
 def build_schedule(config, sizes):
@@ -60,8 +59,11 @@ def build_schedule(config, sizes):
 
 def _load_data(config):
   splits = data_lib.load_splits(dict(config.data))
-  train = splits[config.data.splits[0]]
+  train = data_lib.take_examples(splits[config.data.splits[0]],
+                                 config.input.get("train_examples", 0))
   test = splits[config.data.splits[1]] if len(config.data.splits) > 1 else None
+  if test is not None:
+    test = data_lib.take_examples(test, config.input.get("test_examples", 0))
   if train.num_classes > config.space.num_classes:
     raise ValueError(f"config.space.num_classes: {config.space.num_classes} is fewer than "
                      f"the {train.num_classes} classes of the data")
@@ -89,10 +91,10 @@ def _batch(dataset, indices, batch_size, seed, epoch, step, shuffle=True, drop=T
   return {"image": dataset.images[chosen], "label": dataset.labels[chosen]}
 
 
-def initial_state(config, key, image_shape):
-  space = config.space
-  weights = darts.init_flat_weights(key, space, in_channels=image_shape[-1])
-  arch = darts.init_arch(space)
+def initial_state(config, space, key, image_shape):
+  """Fresh weights and scalars of `space`, optimizer and HARD state."""
+  weights = space.init_weights(key, image_shape)
+  arch = space.init_arch()
   params = {"weights": weights, "arch": arch}
   optimizer = objective.make_optimizer(config.search)
   prior_state = hard.init_prior(arch, config.search.grouping)
@@ -103,17 +105,19 @@ def initial_state(config, key, image_shape):
           "eval_sums": jnp.zeros((3,), jnp.float32)}
 
 
-def run_search(config, workdir: str, log=print):
-  """Runs (or resumes) the search of `config` in `workdir`; returns the summary."""
+def run_search(config, workdir: str, log=print, space=None):
+  """Runs (or resumes) the search of `config` in `workdir`; returns the summary.
+
+  `space` is the `SearchSpace` to search, by default `spaces.make(config.space)`."""
+  space = spaces.make(config.space) if space is None else space
   train, test, parts = _load_data(config)
   sizes = {k: len(v) for k, v in parts.items()}
   phases = build_schedule(config, sizes)
-  spec = darts.cell_spec(config.space)
   batch_sharding, replicated = data_parallel(config.input.batch_size)
   os.makedirs(workdir, exist_ok=True)
   base_key = jax.random.PRNGKey(config.seed)
-  state = initial_state(config, jax.random.fold_in(base_key, 0), train.image_shape)
-  optimizer, train_step, curvature_step, eval_step = objective.make_steps(config)
+  state = initial_state(config, space, jax.random.fold_in(base_key, 0), train.image_shape)
+  optimizer, train_step, curvature_step, eval_step = objective.make_steps(config, space)
   checkpointer = Checkpointer(workdir)
   position = {"phase": 0, "step": 0, "global_step": 0, "saves": 0, "elapsed": {}}
   if checkpointer.latest_step() is not None:
@@ -134,7 +138,7 @@ def run_search(config, workdir: str, log=print):
       started = time.perf_counter()
       metrics = {}
       if kind == "update":
-        state = _update(state, config, spec, round_, workdir, log)
+        state = _update(state, config, space, round_, workdir, log)
         position["step"] = 1
       while position["step"] < steps:
         step = position["step"]
@@ -173,10 +177,11 @@ def run_search(config, workdir: str, log=print):
       if kind == "test":
         _finish_test(state, workdir, writer, position)
       if kind == "update" and round_ == config.search.rounds - 1:
-        report.write_search_outputs(config, workdir, spec, state, position)
+        report.write_search_outputs(config, workdir, space, state, position)
         if config.retrain.epochs:
           state = jax.device_put(
-              _start_retrain(state, config, workdir, base_key, train.image_shape), replicated)
+              _start_retrain(state, config, space, workdir, base_key, train.image_shape),
+              replicated)
       position["phase"] += 1
       position["step"] = 0
       _save(checkpointer, state, position)
@@ -220,15 +225,15 @@ def _step(kind, state, batch, key, train_step, curvature_step, eval_step, accumu
   return {**state, "eval_sums": sums}, {"loss": loss, "accuracy": accuracy}
 
 
-def _update(state, config, spec, round_, workdir, log):
+def _update(state, config, space, round_, workdir, log):
   count = jnp.maximum(state["curvature_count"], 1)
   curvature = jax.tree_util.tree_map(lambda h: h / count, state["curvature_sum"])
   search = config.search
   new_prior, records, clamped = hard.hard_update(
-      state["params"]["arch"], curvature, state["prior"], spec=spec,
+      state["params"]["arch"], curvature, state["prior"], spec=spaces.cell_specs(space),
       lambda_w=float(search.lambda_w), grouping=search.grouping,
       dependency=search.dependency, threshold=float(search.prune_threshold))
-  report.write_round(workdir, round_, spec, jax.device_get(records), int(clamped))
+  report.write_round(workdir, round_, space, jax.device_get(records), int(clamped))
   kept = sum(int(np.sum(np.asarray(v["ops"]))) for v in new_prior["keep"].values())
   total = sum(int(np.size(np.asarray(v["ops"]))) for v in new_prior["keep"].values())
   log(f"round {round_ + 1}: kept {kept}/{total} (edge, op) groups; "
@@ -241,12 +246,11 @@ def _update(state, config, spec, round_, workdir, log):
           "curvature_count": jnp.zeros((), jnp.int32)}
 
 
-def _start_retrain(state, config, workdir, base_key, image_shape):
+def _start_retrain(state, config, space, workdir, base_key, image_shape):
   """Fresh weights; w fixed to 1 on the derived cell's (edge, op) pairs."""
-  genotype = export.load_genotype(os.path.join(workdir, "genotype.json"))
-  fresh = initial_state(config, jax.random.fold_in(base_key, 10_000), image_shape)
-  masks = report.genotype_masks(genotype, darts.cell_spec(config.space),
-                                fresh["params"]["arch"])
+  architecture = space.load_architecture(os.path.join(workdir, "genotype.json"))
+  fresh = initial_state(config, space, jax.random.fold_in(base_key, 10_000), image_shape)
+  masks = space.architecture_masks(architecture, fresh["params"]["arch"])
   return {**fresh, "masks": masks, "prior": state["prior"]}
 
 
