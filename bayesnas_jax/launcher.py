@@ -17,7 +17,8 @@ from bayesnas_jax.data import DataNotFoundError
 
 def main(config, workdir: str) -> int:
   logging.set_verbosity(logging.WARNING)  # orbax and XLA info lines are noise here
-  try:
+
+  def work():
     mode = config.get("mode", "search")
     if mode == "search":
       config_check.validate(config)
@@ -31,11 +32,20 @@ def main(config, workdir: str) -> int:
     apply_runtime_options(config)
     if mode == "search":
       from bayesnas_jax.search import run  # pylint: disable=import-outside-toplevel
-      summary = run.run_search(config, workdir, log=_log)
-    elif mode == "train":
-      summary = train.train_and_evaluate(config, workdir, log=_log)
-    else:
-      summary = train.summarize(config)
+      return run.run_search(config, workdir, log=log)
+    if mode == "train":
+      return train.train_and_evaluate(config, workdir, log=log)
+    return train.summarize(config)
+
+  return run_guarded(work)
+
+
+def run_guarded(work) -> int:
+  """Runs `work()` and prints its result as JSON (exit 0); bad input gives one
+  line on stderr and exit 2, an early stop (stop_after_steps) exit 3."""
+  logging.set_verbosity(logging.WARNING)
+  try:
+    summary = work()
   except RuntimeError as err:
     if type(err).__name__ != "Interrupted":
       raise
@@ -83,5 +93,5 @@ def initialize_distributed():
     jax.distributed.initialize()
 
 
-def _log(message: str):
+def log(message: str):
   print(message, file=sys.stderr, flush=True)

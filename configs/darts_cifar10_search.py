@@ -44,6 +44,9 @@ def get_config(arg=None):
   config.input.flip = True
   config.input.cutout_length = 0
   config.input.image_size = 0  # > 0: resize images to this size on device.
+  # > 0: a fixed random subset of the train / test split (the same for every seed).
+  config.input.train_examples = 0
+  config.input.test_examples = 0
 
   config.space = ml_collections.ConfigDict()
   config.space.name = "darts"
@@ -91,6 +94,25 @@ def get_config(arg=None):
 
   config.retrain = ml_collections.ConfigDict()
   config.retrain.epochs = 0  # > 0: retrain the derived cell at search size, then test.
+
+  # The short training protocol of `python -m launch.quality` (searched cells
+  # against random cells): the evaluation config it names, with these fields
+  # set (and `quality.model`'s fields set on its `model` section).
+  config.quality = ml_collections.ConfigDict()
+  config.quality.eval_config = "configs.darts_cifar10_eval"
+  config.quality.epochs = 10
+  config.quality.learning_rate = 0.05
+  config.quality.batch_size = 96
+  config.quality.train_examples = 0
+  config.quality.test_examples = 0
+  config.quality.resize = 0
+  config.quality.image_size = 32
+  config.quality.channels = 16
+  config.quality.drop_path_prob = 0.0
+  config.quality.cutout_length = 0
+  config.quality.model = ml_collections.ConfigDict()
+  config.quality.model.layers = 8
+  config.quality.model.auxiliary = False
 
   if arg:
     if arg not in LAMBDA_W_PRESETS:

@@ -20,7 +20,7 @@ from bayesnas_jax.data.idx import load_idx, read_idx, write_idx
 from bayesnas_jax.data.image_folder import load_image_folder
 from bayesnas_jax.data.load import load_dataset, load_splits, resolve_spec
 from bayesnas_jax.data.quickstart import load_quickstart, quickstart_path
-from bayesnas_jax.data.splits import split_indices
+from bayesnas_jax.data.splits import split_indices, take_examples
 from bayesnas_jax.data.tfds_source import load_tfds
 
 __all__ = [
@@ -29,5 +29,5 @@ __all__ = [
     "load_dataset", "load_idx", "load_image_folder", "load_quickstart", "load_splits",
     "load_tfds", "normalize", "preprocess", "quickstart_path", "random_crop",
     "random_flip", "read_idx", "resolve_spec", "split_indices", "steps_per_epoch",
-    "stream_batches", "to_float", "write_idx",
+    "stream_batches", "take_examples", "to_float", "write_idx",
 ]

@@ -38,3 +38,15 @@ def split_indices(n: int, fractions: Sequence[float], seed: int,
              else np.arange(int(n)))
     bounds = np.concatenate([[0], np.rint(np.minimum(cumulative, 1.0) * n)]).astype(int)
     return tuple(np.sort(order[lo:hi]) for lo, hi in zip(bounds[:-1], bounds[1:]))
+
+
+def take_examples(dataset, count: int, seed: int = 0):
+    """A fixed random subset of ``count`` examples (all if ``count`` is 0 or at least
+    the dataset's size), drawn from ``seed`` independently of any run's seed, so
+    that runs with different seeds see the same examples. Sorted by index."""
+    if not count or count >= len(dataset):
+        return dataset
+    if int(count) != count or count < 0:
+        raise ValueError(f"examples: want a non-negative integer, got {count!r}")
+    order = np.random.default_rng(seed).permutation(len(dataset))[:int(count)]
+    return dataset.subset(np.sort(order))

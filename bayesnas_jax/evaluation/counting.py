@@ -71,21 +71,22 @@ def _as_dict(config):
   return config.to_dict() if hasattr(config, "to_dict") else dict(config)
 
 
-def abstract_network(genotype, config):
-  """(params, batch_stats) as ShapeDtypeStructs: no memory, no compilation."""
-  return jax.eval_shape(lambda key: network.init(key, genotype, config),
+def abstract_network(genotype, config, net=network):
+  """(params, batch_stats) as ShapeDtypeStructs: no memory, no compilation.
+  `net` is the network's module (or any object with its `init` and `apply`)."""
+  return jax.eval_shape(lambda key: net.init(key, genotype, config),
                         jax.random.PRNGKey(0))
 
 
-def flops_per_image(genotype, config) -> int:
+def flops_per_image(genotype, config, net=network) -> int:
   """MACs of one config["image_size"]² image at inference (see module docstring)."""
   # Depthwise convs traced as grouped convolutions so that they appear as such.
   model = {**_as_dict(config), "depthwise_impl": "lax"}
-  params, stats = abstract_network(genotype, model)
+  params, stats = abstract_network(genotype, model, net)
   size = model["image_size"]
   images = jax.ShapeDtypeStruct((1, size, size, model.get("in_channels", 3)), jnp.float32)
 
   def logits(p, s, x):
-    return network.apply(p, s, x, genotype, model, train=False)[0]
+    return net.apply(p, s, x, genotype, model, train=False)[0]
 
   return jaxpr_macs(jax.make_jaxpr(logits)(params, stats, images).jaxpr)

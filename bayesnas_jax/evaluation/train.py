@@ -30,7 +30,7 @@ import optax
 from bayesnas_jax import data as data_lib
 from bayesnas_jax import export
 from bayesnas_jax.checkpoints import Checkpointer
-from bayesnas_jax.evaluation import counting, network
+from bayesnas_jax.evaluation import counting, models, network
 from bayesnas_jax.metrics import MetricWriter, Progress
 from bayesnas_jax.nn.conv import IMPLS
 from bayesnas_jax.parallel import data_parallel, global_batch
@@ -63,7 +63,9 @@ def validate(config):
   _need(config.mode in ("train", "summary"), "mode", "'train' or 'summary'", config.mode)
   _need(isinstance(config.genotype, str) and config.genotype, "genotype",
         "the path of a genotype.json or of a DARTS Genotype(...) literal", config.genotype)
-  for path, low in (("input.batch_size", 1), ("model.channels", 2), ("model.layers", 1),
+  layers = "model.layers" if config.model.get("name", "darts") == "darts" else (
+      "model.cells_per_stage")
+  for path, low in (("input.batch_size", 1), ("model.channels", 2), (layers, 1),
                     ("model.num_classes", 1), ("model.image_size", 1),
                     ("train.epochs", 1), ("train.eval_every_epochs", 1),
                     ("log_every_steps", 1), ("input.crop_padding", 0),
@@ -84,23 +86,24 @@ def validate(config):
         config.train.learning_rate)
   _need(config.model.channels % 2 == 0, "model.channels", "an even number",
         config.model.channels)
-  _need(config.model.stem in network.STEMS, "model.stem", f"one of {network.STEMS}",
-        config.model.stem)
+  net = models.get(config.model)
+  _need(net.name != "darts" or config.model.stem in network.STEMS, "model.stem",
+        f"one of {network.STEMS}", config.model.get("stem"))
   _need(config.train.lr_schedule in SCHEDULES, "train.lr_schedule", f"one of {SCHEDULES}",
         config.train.lr_schedule)
-  _need(config.model.depthwise_impl in IMPLS, "model.depthwise_impl", f"one of {IMPLS}",
-        config.model.depthwise_impl)
+  _need(config.model.get("depthwise_impl", "auto") in IMPLS, "model.depthwise_impl",
+        f"one of {IMPLS}", config.model.get("depthwise_impl"))
   _need(len(config.data.splits) == 2, "data.splits", "(train split, test split)",
         config.data.splits)
 
 
 def load_genotype(config):
-  """The checked genotype named by config.genotype (one-line errors)."""
-  genotype = export.load_genotype(os.path.expanduser(config.genotype))
+  """The checked genotype named by config.genotype, in the form of the network
+  of config.model.name (one-line errors)."""
   try:
-    return network.canonical(genotype)
+    return models.get(config.model).load(os.path.expanduser(config.genotype))
   except ValueError as err:
-    raise ValueError(f"config.genotype {config.genotype}: {err}") from err
+    raise ValueError(f"config.genotype: {err}") from None
 
 
 # ----------------------------------------------------------------------------
@@ -134,13 +137,20 @@ def make_optimizer(train_config, steps_per_epoch):
 
   clip = [optax.clip_by_global_norm(train_config.grad_clip)] if train_config.grad_clip else []
   return optax.chain(*clip, optax.add_decayed_weights(train_config.weight_decay),
-                     optax.sgd(schedule, momentum=train_config.momentum or None))
+                     optax.sgd(schedule, momentum=train_config.momentum or None,
+                               nesterov=bool(train_config.get("nesterov", False))))
 
 
 def prepare_images(images, key, input_config, image_size, train):
-  """uint8 batch → float images on device: a crop to image_size (random in
-  training, central at test) when the stored images are larger, then (training)
-  padded random crop, flip and cutout, and normalisation."""
+  """uint8 batch → float images on device: resized to `input.resize` when that
+  is set, a crop to image_size (random in training, central at test) when the
+  stored images are larger, then (training) padded random crop, flip and
+  cutout, and normalisation."""
+  resize = input_config.get("resize", 0)
+  if resize and images.shape[1:3] != (resize, resize):
+    shape = (images.shape[0], resize, resize, images.shape[3])
+    images = jax.image.resize(images.astype(jnp.float32), shape, "linear", antialias=True)
+    images = jnp.clip(jnp.round(images), 0, 255).astype(jnp.uint8)
   n, height, width, _ = images.shape
   if (height, width) != (image_size, image_size):
     if train:
@@ -175,6 +185,7 @@ def make_steps(config, genotype, steps_per_epoch):
 
 def _build_steps(config, genotype, steps_per_epoch):
   model, train_config, input_config = config.model.to_dict(), config.train, config.input
+  net = models.get(config.model)
   optimizer = make_optimizer(train_config, steps_per_epoch)
   smoothing, aux_weight = train_config.label_smoothing, train_config.auxiliary_weight
 
@@ -186,9 +197,9 @@ def _build_steps(config, genotype, steps_per_epoch):
     labels = batch["label"]
 
     def loss_fn(params):
-      logits, aux, stats = network.apply(params, state["batch_stats"], images, genotype,
-                                         model, train=True, key=k_drop,
-                                         drop_path_prob=drop_prob)
+      logits, aux, stats = net.apply(params, state["batch_stats"], images, genotype,
+                                     model, train=True, key=k_drop,
+                                     drop_path_prob=drop_prob)
       loss = jnp.mean(cross_entropy(logits, labels, smoothing))
       total = loss
       if aux is not None and aux_weight:
@@ -208,7 +219,7 @@ def _build_steps(config, genotype, steps_per_epoch):
   def eval_step(params, batch_stats, images, labels, mask):
     """(Σ loss, Σ correct) over the examples where mask is True."""
     images = prepare_images(images, None, input_config, model["image_size"], False)
-    logits, _, _ = network.apply(params, batch_stats, images, genotype, model, train=False)
+    logits, _, _ = net.apply(params, batch_stats, images, genotype, model, train=False)
     losses = cross_entropy(logits, labels)
     correct = jnp.argmax(logits, -1) == labels
     return jnp.stack([jnp.sum(jnp.where(mask, losses, 0)),
@@ -220,10 +231,11 @@ def _build_steps(config, genotype, steps_per_epoch):
 def initial_state(config, genotype, key, optimizer):
   """Fresh training state, built by one jitted function (jitted once per settings)."""
   model = config.model.to_dict()
+  net = models.get(config.model)
   cache_key = json.dumps(["init", genotype, model], sort_keys=True, default=str)
   if cache_key not in _STEP_CACHE:
     def build(key, optimizer):
-      params, batch_stats = network.init(key, genotype, model)
+      params, batch_stats = net.init(key, genotype, model)
       return {"params": params, "batch_stats": batch_stats, "opt_state": optimizer.init(params),
               "train_sums": jnp.zeros((3,), jnp.float32)}
     _STEP_CACHE[cache_key] = jax.jit(build, static_argnums=1)
@@ -259,9 +271,10 @@ def summarize(config, genotype=None):
   model.image_size² image (counting.py)."""
   genotype = load_genotype(config) if genotype is None else genotype
   model = config.model.to_dict()
-  params, _ = counting.abstract_network(genotype, model)
+  net = models.get(config.model)
+  params, _ = counting.abstract_network(genotype, model, net)
   count = counting.parameter_count(params, exclude_auxiliary=True)
-  flops = counting.flops_per_image(genotype, model)
+  flops = counting.flops_per_image(genotype, model, net)
   return {"params_M": count / 1e6, "flops_M": flops / 1e6, "params": count, "flops": flops,
           "flops_convention": "multiply-accumulates per image at inference"}
 
@@ -269,10 +282,14 @@ def summarize(config, genotype=None):
 def _load_data(config):
   splits = data_lib.load_splits(dict(config.data))
   train, test = (splits[name] for name in config.data.splits)
+  train = data_lib.take_examples(train, config.input.get("train_examples", 0))
+  test = data_lib.take_examples(test, config.input.get("test_examples", 0))
   if train.num_classes > config.model.num_classes:
     raise ValueError(f"config.model.num_classes: {config.model.num_classes} is fewer than "
                      f"the {train.num_classes} classes of the data")
   height, width, channels = train.image_shape
+  if config.input.get("resize", 0):
+    height = width = config.input.resize
   if min(height, width) < config.model.image_size or channels != config.model.in_channels:
     raise ValueError(f"config.model.image_size: the data's images are {height}×{width}×"
                      f"{channels}; image_size must be at most {min(height, width)} and "
@@ -368,15 +385,6 @@ def train_and_evaluate(config, workdir: str, log=print) -> dict:
   return _finish(config, workdir, position, counts, genotype)
 
 
-def genotype_dict(genotype):
-  """genotype.json's form of a canonical genotype."""
-  out = {}
-  for kind, edges, concat in genotype:
-    out[kind] = [list(edge) for edge in edges]
-    out[f"{kind}_concat"] = list(concat)
-  return out
-
-
 def _finish(config, workdir, position, counts, genotype):
   tests = position["tests"]
   best = max(tests, key=lambda t: t["accuracy"])
@@ -386,6 +394,7 @@ def _finish(config, workdir, position, counts, genotype):
              "epochs": position["epoch"], "steps": position["global_step"],
              "train_seconds": position["seconds"], "device": jax.devices()[0].device_kind,
              "devices": jax.device_count(),
-             "genotype_file": config.genotype, "genotype": genotype_dict(genotype)}
+             "genotype_file": config.genotype,
+             "genotype": models.get(config.model).genotype_dict(genotype)}
   export.write_json(os.path.join(workdir, "summary.json"), summary)
   return summary

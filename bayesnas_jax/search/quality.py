@@ -1,0 +1,211 @@
+"""The quality benchmark: searched cells against random cells of the same space.
+
+A searched cell is worth what it scores against cells chosen without search.
+For each seed the search of `config` runs to its derived architecture; R
+architectures are drawn uniformly from the same space (`space.random_architecture`,
+seeded); every one of them is trained and tested with the same short protocol,
+`config.quality` applied to the evaluation config it names. Reported per searched
+cell: test accuracy and its percentile among the random cells (the share of random
+cells it beats, ties counting half); the mean percentile; per edge, how many
+seeds pick the most common choice (stability); search seconds per seed.
+
+Works for any space whose architectures list edges as `{kind: [[op, from, to],
+...]}` (DARTS genotypes and NB201 cells do); every run is resumable.
+"""
+from __future__ import annotations
+
+import collections
+import datetime
+import importlib
+import json
+import os
+
+import jax
+import numpy as np
+
+from bayesnas_jax import export, spaces
+from bayesnas_jax.search import run
+
+PROTOCOL_FIELDS = {
+    "epochs": "train.epochs", "learning_rate": "train.learning_rate",
+    "batch_size": "input.batch_size", "train_examples": "input.train_examples",
+    "test_examples": "input.test_examples", "resize": "input.resize",
+    "channels": "model.channels", "image_size": "model.image_size",
+    "drop_path_prob": "train.drop_path_prob", "cutout_length": "input.cutout_length",
+}
+
+
+def _set(config, path, value):
+  node = config
+  *parents, leaf = path.split(".")
+  for part in parents:
+    node = node[part]
+  node[leaf] = value
+
+
+def protocol_config(config, genotype_path, seed):
+  """The evaluation config of the short protocol for one cell: the module named
+  by `config.quality.eval_config`, with the fields of `config.quality` set, the
+  search's data section, and `config.quality.model` fields copied over."""
+  quality = config.quality
+  try:
+    module = importlib.import_module(quality.eval_config)
+  except ImportError:
+    raise ValueError(f"config.quality.eval_config: expected an importable config module "
+                     f"such as 'configs.nb201_cifar10_eval', got {quality.eval_config!r}"
+                     ) from None
+  eval_config = module.get_config()
+  eval_config.genotype = genotype_path
+  eval_config.seed = seed
+  eval_config.data = config.data.copy_and_resolve_references()
+  eval_config.tensorboard = False
+  eval_config.log_every_steps = 10 ** 6
+  eval_config.train.eval_every_epochs = 10 ** 6  # only after the last epoch
+  for field, path in PROTOCOL_FIELDS.items():
+    if quality.get(field, None) is not None:
+      _set(eval_config, path, quality[field])
+  for field, value in quality.get("model", {}).items():
+    eval_config.model[field] = value
+  return eval_config
+
+
+def percentile(value, population):
+  """Share of `population` below `value` (ties count half), in percent."""
+  population = np.asarray(population, np.float64)
+  if population.size == 0:
+    return float("nan")
+  below = np.sum(population < value) + 0.5 * np.sum(population == value)
+  return float(100.0 * below / population.size)
+
+
+def edge_choices(architecture):
+  """{(kind, from, to): choice} of an architecture {kind: [[op, from, to], ...]};
+  several ops on one edge are joined with '+'."""
+  choices = collections.defaultdict(list)
+  for kind, edges in architecture.items():
+    if not isinstance(edges, list) or not all(
+        isinstance(e, (list, tuple)) and len(e) == 3 for e in edges):
+      continue
+    for op, source, target in edges:
+      choices[(kind, int(source), int(target))].append(str(op))
+  return {slot: "+".join(sorted(ops)) for slot, ops in choices.items()}
+
+
+def stability(architectures):
+  """Per edge (kind, from→to): the most common choice over the seeds (an edge a
+  seed does not use counts as "none") and how many seeds made it."""
+  per_seed = [edge_choices(a) for a in architectures]
+  slots = sorted({slot for choices in per_seed for slot in choices})
+  table = []
+  for slot in slots:
+    counts = collections.Counter(choices.get(slot, "none") for choices in per_seed)
+    choice, agree = counts.most_common(1)[0]
+    table.append({"kind": slot[0], "edge": f"{slot[1]}->{slot[2]}", "choice": choice,
+                  "agree": agree, "seeds": len(per_seed), "choices": dict(counts)})
+  return table
+
+
+def _train_cell(config, genotype_path, seed, workdir, log):
+  from bayesnas_jax.evaluation import train  # pylint: disable=import-outside-toplevel
+  summary_path = os.path.join(workdir, "summary.json")
+  if os.path.exists(summary_path):
+    with open(summary_path, encoding="utf-8") as f:
+      return json.load(f)
+  eval_config = protocol_config(config, genotype_path, seed)
+  train.validate(eval_config)
+  return train.train_and_evaluate(eval_config, workdir, log=lambda _: None)
+
+
+def _plot(result, path_prefix):
+  fig = export._figure((7.0, 3.2))  # pylint: disable=protected-access
+  ax = fig.add_subplot()
+  randoms = [r["test_accuracy"] for r in result["random"]]
+  ax.scatter(randoms, np.zeros(len(randoms)) + np.linspace(-0.15, 0.15, len(randoms)),
+             color="grey", alpha=0.6, label=f"random cells (R = {len(randoms)})")
+  for i, searched in enumerate(result["searched"]):
+    ax.axvline(searched["test_accuracy"], color=f"C{i}", lw=2,
+               label=f"seed {searched['seed']}: {searched['percentile']:.0f}th percentile")
+  ax.set_yticks([])
+  ax.set_ylim(-1, 1)
+  ax.set_xlabel("test accuracy (short protocol)")
+  ax.set_title(f"{result['space']}: searched vs random cells; mean percentile "
+               f"{result['mean_percentile']:.1f}", fontsize=9)
+  ax.legend(fontsize=7, loc="upper left")
+  export._save(fig, path_prefix)  # pylint: disable=protected-access
+
+
+def run_quality(config, workdir, seeds, random_cells, random_seed=1000, log=print):
+  """Runs the benchmark (see module docstring); returns and writes quality.json."""
+  from bayesnas_jax import config_check  # pylint: disable=import-outside-toplevel
+  config_check.validate(config)
+  if not seeds:
+    raise ValueError("--seeds: expected at least one seed")
+  if random_cells < 1:
+    raise ValueError(f"--random_cells: expected a positive integer, got {random_cells}")
+  if "quality" not in config:
+    raise ValueError("config.quality: this search config has no `quality` section (the "
+                     "short training protocol); see configs/nb201_cifar10_search.py")
+  protocol_config(config, "", 0)  # checks config.quality.eval_config early
+  space = spaces.make(config.space)
+  os.makedirs(workdir, exist_ok=True)
+  searched = []
+  for seed in seeds:
+    search_dir = os.path.join(workdir, f"search_seed{seed}")
+    log(f"search, seed {seed} → {search_dir}")
+    search_config = config.copy_and_resolve_references()
+    with search_config.unlocked():
+      search_config.seed = seed
+      search_config.retrain.epochs = 0
+    summary_path = os.path.join(search_dir, "summary.json")
+    if os.path.exists(summary_path):
+      with open(summary_path, encoding="utf-8") as f:
+        summary = json.load(f)
+    else:
+      summary = run.run_search(search_config, search_dir, log=log)
+    genotype_path = os.path.join(search_dir, "genotype.json")
+    searched.append({"seed": seed, "genotype_file": genotype_path,
+                     "architecture": space.load_architecture(genotype_path),
+                     "search_seconds": summary["search_seconds"],
+                     **({"nb201": summary["nb201"]} if "nb201" in summary else {})})
+  rng = np.random.default_rng(random_seed)
+  randoms = []
+  for i in range(random_cells):
+    architecture = space.random_architecture(rng)
+    path = os.path.join(workdir, "random", f"random_{i:03d}.json")
+    if not os.path.exists(path):
+      export.write_json(path, architecture)
+    randoms.append({"index": i, "genotype_file": path, "architecture": architecture})
+  # Every cell is trained with the same training seed: differences between
+  # cells are not differences of initialisation luck.
+  cells = [(f"searched_seed{s['seed']}", s) for s in searched]
+  cells += [(f"random_{r['index']:03d}", r) for r in randoms]
+  for n, (name, cell) in enumerate(cells):
+    log(f"[{n + 1}/{len(cells)}] training {name} with the short protocol")
+    summary = _train_cell(config, cell["genotype_file"], 0,
+                          os.path.join(workdir, "train", name), log)
+    cell["test_accuracy"] = summary["final_test_accuracy"]
+    cell["params"] = summary["params"]
+    log(f"  test accuracy {cell['test_accuracy']:.4f}, {summary['params']} parameters")
+  random_accuracies = [r["test_accuracy"] for r in randoms]
+  for s in searched:
+    s["percentile"] = percentile(s["test_accuracy"], random_accuracies)
+  device = jax.devices()[0]
+  result = {
+      "space": space.name, "date": datetime.date.today().isoformat(),
+      "device": f"{device.platform}:{device.device_kind}",
+      "seeds": list(seeds), "random_seed": random_seed,
+      "mean_percentile": float(np.mean([s["percentile"] for s in searched])),
+      "mean_searched_accuracy": float(np.mean([s["test_accuracy"] for s in searched])),
+      "random_accuracy": {"mean": float(np.mean(random_accuracies)),
+                          "median": float(np.median(random_accuracies)),
+                          "max": float(np.max(random_accuracies))},
+      "searched": searched, "random": randoms,
+      "stability": stability([s["architecture"] for s in searched]),
+      "protocol": protocol_config(config, "", 0).to_dict(),
+  }
+  export.write_json(os.path.join(workdir, "quality.json"), result)
+  _plot(result, os.path.join(workdir, "quality"))
+  return {k: result[k] for k in ("space", "mean_percentile", "mean_searched_accuracy",
+                                 "random_accuracy")} | {
+      "searched": [{k: s[k] for k in ("seed", "test_accuracy", "percentile",
+                                      "search_seconds")} for s in searched]}

@@ -1,0 +1,74 @@
+"""BayesNAS search in the NAS-Bench-201 space on CIFAR-10 (Dong & Yang, ICLR 2020).
+
+C = 16, N = 5 cells per stage, batch 64 as NB201's one-shot searches use; the
+paper's BayesNAS settings otherwise (SGD momentum 0.9, lr 0.1, λ_w = 0.01, one
+round of one epoch after a 10% weights warm-up). The derived cell is written as
+`genotype.json` and as the NB201 string in `nb201_arch.txt`.
+
+Presets:
+  :cpu   C = 8, N = 1, 10,000 training images at 16×16 (2,000 test): one round
+         on this project's 2-core CPU in about 10 minutes. Its quality protocol:
+         the cell at C = 8, N = 1, 16×16, 4 epochs on the same 10,000 images.
+  :tiny  C = 4, N = 1, 1,024 images at 8×8, batch 32: a smoke test in well under a minute.
+Every field can be overridden, e.g. `--config.search.lambda_w=0.005`.
+"""
+from configs import darts_cifar10_search
+
+from bayesnas_jax.spaces.nb201 import NB201_OPS
+
+PRESETS = ("cpu", "tiny")
+
+
+def get_config(arg=None):
+  config = darts_cifar10_search.get_config()
+  config.space = config.space.__class__()
+  config.space.name = "nb201"
+  config.space.ops = tuple(NB201_OPS)
+  config.space.channels = 16
+  config.space.cells_per_stage = 5
+  config.space.num_classes = 10
+  config.space.remat = False
+  config.input.batch_size = 64
+  # Quality benchmark protocol (`python -m launch.quality`): NB201's short
+  # protocol, 12 epochs of configs/nb201_cifar10_eval.py at the search's size.
+  config.quality.eval_config = "configs.nb201_cifar10_eval"
+  config.quality.epochs = 12
+  config.quality.learning_rate = 0.1
+  config.quality.batch_size = 256
+  config.quality.channels = 16
+  config.quality.model = config.quality.model.__class__()
+  config.quality.model.cells_per_stage = 5
+  if arg and arg not in PRESETS:
+    raise ValueError(f"config preset: expected one of {PRESETS}, got {arg!r}")
+  if arg == "cpu":
+    config.space.channels = 8
+    config.space.cells_per_stage = 1
+    config.input.image_size = 16
+    config.input.train_examples = 10_000
+    config.input.test_examples = 2_000
+    config.log_every_steps = 20
+    config.quality.epochs = 4
+    config.quality.batch_size = 128
+    config.quality.train_examples = 10_000
+    config.quality.test_examples = 2_000
+    config.quality.resize = 16
+    config.quality.image_size = 16
+    config.quality.channels = 8
+    config.quality.model.cells_per_stage = 1
+  if arg == "tiny":
+    config.space.channels = 4
+    config.space.cells_per_stage = 1
+    config.input.image_size = 8
+    config.input.batch_size = 32
+    config.input.train_examples = 1024
+    config.input.test_examples = 256
+    config.log_every_steps = 4
+    config.quality.epochs = 1
+    config.quality.batch_size = 64
+    config.quality.train_examples = 512
+    config.quality.test_examples = 256
+    config.quality.resize = 8
+    config.quality.image_size = 8
+    config.quality.channels = 4
+    config.quality.model.cells_per_stage = 1
+  return config

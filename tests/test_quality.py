@@ -1,0 +1,116 @@
+"""The quality benchmark (`launch.quality`): searched cells against random cells.
+
+End to end on a tiny NB201 config (two seeds, three random cells, one epoch of
+the short protocol on a 3-class image folder), plus the percentile and
+stability bookkeeping on hand-made numbers."""
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from configs import nb201_cifar10_search
+from bayesnas_jax import spaces
+from bayesnas_jax.search import quality
+from tests_support import ROOT, make_image_folder
+
+TINY = ["--config.input.batch_size=8", "--config.search.warmup_fraction=0.25",
+        "--config.search.curvature_batches=2", "--config.quality.batch_size=8",
+        "--config.tensorboard=False"]
+
+
+def test_percentile_counts_ties_half():
+  assert quality.percentile(0.5, [0.1, 0.2, 0.6, 0.7]) == 50.0
+  assert quality.percentile(0.9, [0.1, 0.2]) == 100.0
+  assert quality.percentile(0.2, [0.1, 0.2, 0.3, 0.4]) == 37.5
+  assert quality.percentile(0.0, [0.1]) == 0.0
+
+
+def test_stability_counts_seeds_agreeing_per_edge():
+  a = {"cell": [["nor_conv_3x3", 0, 1], ["none", 0, 2]]}
+  b = {"cell": [["nor_conv_3x3", 0, 1], ["skip_connect", 0, 2]]}
+  c = {"cell": [["avg_pool_3x3", 0, 1], ["skip_connect", 0, 2]]}
+  table = {row["edge"]: row for row in quality.stability([a, b, c])}
+  assert table["0->1"]["choice"] == "nor_conv_3x3" and table["0->1"]["agree"] == 2
+  assert table["0->2"]["choice"] == "skip_connect" and table["0->2"]["agree"] == 2
+  # A DARTS genotype: two ops on one edge are one choice; unused edges are "none".
+  d = {"normal": [["skip_connect", 0, 2], ["max_pool_3x3", 0, 2]], "normal_concat": [2]}
+  e = {"normal": [["skip_connect", 1, 2]], "normal_concat": [2]}
+  rows = {row["edge"]: row for row in quality.stability([d, e])}
+  assert rows["0->2"]["choices"] == {"max_pool_3x3+skip_connect": 1, "none": 1}
+  assert rows["1->2"]["choices"] == {"skip_connect": 1, "none": 1}
+
+
+def test_random_cells_are_uniform_over_the_nb201_space():
+  space = spaces.make(nb201_cifar10_search.get_config("tiny").space)
+  rng = np.random.default_rng(0)
+  draws = [space.random_architecture(rng) for _ in range(3000)]
+  ops = np.array([[e[0] for e in d["cell"]] for d in draws])
+  for choice in ("none",) + tuple(space.cells["cell"].ops):
+    share = np.mean(ops == choice, axis=0)
+    # 1/5 ± 5 standard errors of a share over 3,000 draws (≈ 0.037).
+    assert np.all(np.abs(share - 0.2) < 5 * np.sqrt(0.2 * 0.8 / 3000)), (choice, share)
+
+
+@pytest.fixture(scope="module")
+def benchmark(tmp_path_factory):
+  root = tmp_path_factory.mktemp("quality")
+  data = make_image_folder(root / "images")
+  workdir = root / "run"
+  args = [sys.executable, "-m", "launch.quality",
+          f"--config={ROOT}/configs/nb201_cifar10_search.py:tiny", "--seeds=0,1",
+          "--random_cells=3", f"--workdir={workdir}", f"--config.data.path={data}", *TINY]
+  env = {**os.environ, "PYTHONPATH": ROOT, "JAX_PLATFORMS": "cpu"}
+  first = subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True,
+                         timeout=900, check=False)
+  second = subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=900, check=False)
+  return workdir, first, second
+
+
+def test_quality_benchmark_end_to_end(benchmark):
+  workdir, first, _ = benchmark
+  assert first.returncode == 0, first.stderr[-3000:]
+  with open(workdir / "quality.json", encoding="utf-8") as f:
+    result = json.load(f)
+  assert result["space"] == "nb201" and result["seeds"] == [0, 1]
+  randoms = [r["test_accuracy"] for r in result["random"]]
+  assert len(randoms) == 3 and all(0.0 <= a <= 1.0 for a in randoms)
+  for searched in result["searched"]:
+    assert searched["percentile"] == quality.percentile(searched["test_accuracy"], randoms)
+    with open(searched["genotype_file"], encoding="utf-8") as f:
+      assert json.load(f)["cell"] == searched["architecture"]["cell"]
+    assert searched["search_seconds"] > 0
+    assert os.path.exists(os.path.join(workdir, "train", f"searched_seed{searched['seed']}",
+                                       "summary.json"))
+  assert result["mean_percentile"] == pytest.approx(
+      np.mean([s["percentile"] for s in result["searched"]]))
+  assert sorted(row["edge"] for row in result["stability"]) == sorted(
+      ["0->1", "0->2", "1->2", "0->3", "1->3", "2->3"])
+  assert all(1 <= row["agree"] <= 2 for row in result["stability"])
+  assert os.path.getsize(workdir / "quality.png") > 1000
+  printed = json.loads(first.stdout)
+  assert printed["mean_percentile"] == result["mean_percentile"]
+
+
+def test_quality_benchmark_resumes_without_redoing_work(benchmark):
+  workdir, first, second = benchmark
+  assert second.returncode == 0, second.stderr[-3000:]
+  assert json.loads(second.stdout) == json.loads(first.stdout)
+  assert "training random_000" in second.stderr  # visited, but from its summary.json
+  assert "round 1: kept" not in second.stderr  # no search ran again
+
+
+def test_quality_benchmark_rejects_bad_flags(tmp_path):
+  env = {**os.environ, "PYTHONPATH": ROOT, "JAX_PLATFORMS": "cpu"}
+  result = subprocess.run(
+      [sys.executable, "-m", "launch.quality",
+       f"--config={ROOT}/configs/nb201_cifar10_search.py:tiny", "--seeds=0",
+       "--random_cells=2", f"--workdir={tmp_path / 'w'}",
+       "--config.quality.eval_config=configs.nothing_here"],
+      cwd=ROOT, env=env, capture_output=True, text=True, timeout=300, check=False)
+  assert result.returncode == 2
+  assert result.stderr.strip().splitlines()[-1].startswith("error: config.quality.eval_config")
+  assert not (tmp_path / "w").exists()
