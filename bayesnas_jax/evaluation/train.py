@@ -70,6 +70,8 @@ def validate(config):
                     ("train.epochs", 1), ("train.eval_every_epochs", 1),
                     ("log_every_steps", 1), ("input.crop_padding", 0),
                     ("input.cutout_length", 0), ("checkpoint_every_steps", 0),
+                    ("input.train_examples", 0), ("input.test_examples", 0),
+                    ("input.resize", 0),
                     ("stop_after_steps", 0)):
     value = _field(config, path)
     _need(isinstance(value, int) and not isinstance(value, bool) and value >= low, path,
