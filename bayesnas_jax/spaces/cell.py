@@ -67,6 +67,15 @@ def take(x, index):
   return nn.structural(lambda v: v[index], x)
 
 
+def masked_arch(arch, masks):
+  """Architecture scalars with pruned ones switched off (masks: plain 0/1)."""
+  if masks is None:
+    return arch
+  return jax.tree_util.tree_map(
+      lambda a, m: nn.scale(a, m.astype(nn.value_of(a).dtype)), arch, masks,
+      is_leaf=nn.is_probed)
+
+
 def source_stride(spec: CellSpec, source: int, reduction: bool) -> int:
   return 2 if reduction and source < spec.num_inputs else 1
 

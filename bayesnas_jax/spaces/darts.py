@@ -23,8 +23,8 @@ import jax.numpy as jnp
 from bayesnas_jax import nn
 from bayesnas_jax.spaces import ops as ops_lib
 from bayesnas_jax.spaces.cell import (CellSpec, apply_cell_edges, crop_to, init_cell_edges,
-                                      pack_cell_edges, ravel_rows, take, unpack_cell_edges,
-                                      unravel_rows)
+                                      masked_arch, pack_cell_edges, ravel_rows, take,
+                                      unpack_cell_edges, unravel_rows)
 
 CELL_TYPES = ("normal", "reduce")
 
@@ -212,15 +212,6 @@ def init_flat_weights(key, config, in_channels=3, dtype=jnp.float32):
   weights = init_weights(key, config, in_channels, dtype)
   # Jitted: a few hundred pads and concatenations run faster compiled than eagerly.
   return jax.jit(lambda w: ravel_rows([pack_weights(w, config)])[0])(weights)
-
-
-def masked_arch(arch, masks):
-  """Architecture scalars with pruned ones switched off (masks: plain 0/1)."""
-  if masks is None:
-    return arch
-  return jax.tree_util.tree_map(
-      lambda a, m: nn.scale(a, m.astype(nn.value_of(a).dtype)), arch, masks,
-      is_leaf=nn.is_probed)
 
 
 def cell_runs(config):

@@ -31,7 +31,7 @@ import numpy as np
 
 from bayesnas_jax import export, nn
 from bayesnas_jax.spaces.base import SearchSpace, group_keep, group_values
-from bayesnas_jax.spaces.cell import CellSpec, take
+from bayesnas_jax.spaces.cell import CellSpec, masked_arch, take
 from bayesnas_jax.spaces.ops import numpy_rng
 
 NB201_OPS = ("skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")
@@ -155,14 +155,6 @@ def reduction_block(weights, x):
   y = nn.batch_norm(nn.conv2d(nn.relu(y), weights["conv_b"]))
   shortcut = nn.dense(nn.avg_pool(x, 2, 2), weights["shortcut"])
   return nn.add(y, shortcut)
-
-
-def masked_arch(arch, masks):
-  if masks is None:
-    return arch
-  return jax.tree_util.tree_map(
-      lambda a, m: nn.scale(a, m.astype(nn.value_of(a).dtype)), arch, masks,
-      is_leaf=nn.is_probed)
 
 
 def apply(weights, arch, images, config, masks=None):
