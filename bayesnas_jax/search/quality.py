@@ -130,7 +130,7 @@ def _plot(result, path_prefix):
   ax.set_xlabel("test accuracy (short protocol)")
   ax.set_title(f"{result['space']}: searched vs random cells; mean percentile "
                f"{result['mean_percentile']:.1f}", fontsize=9)
-  ax.legend(fontsize=7, loc="upper left")
+  ax.legend(fontsize=7, loc="lower left")
   export._save(fig, path_prefix)  # pylint: disable=protected-access
 
 
