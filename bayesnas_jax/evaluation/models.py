@@ -20,7 +20,6 @@ class EvalModel(NamedTuple):
   init: Callable
   apply: Callable
   genotype_dict: Callable
-  has_auxiliary: bool
 
 
 def _darts_genotype_dict(genotype):
@@ -41,9 +40,9 @@ def _darts_load(path):
 
 MODELS = {
     "darts": EvalModel("darts", _darts_load, network.init, network.apply,
-                       _darts_genotype_dict, True),
+                       _darts_genotype_dict),
     "nb201": EvalModel("nb201", nb201_network.load, nb201_network.init, nb201_network.apply,
-                       nb201_network.genotype_dict, False),
+                       nb201_network.genotype_dict),
 }
 
 

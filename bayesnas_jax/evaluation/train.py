@@ -144,15 +144,9 @@ def make_optimizer(train_config, steps_per_epoch):
 
 
 def prepare_images(images, key, input_config, image_size, train):
-  """uint8 batch → float images on device: resized to `input.resize` when that
-  is set, a crop to image_size (random in training, central at test) when the
-  stored images are larger, then (training) padded random crop, flip and
-  cutout, and normalisation."""
-  resize = input_config.get("resize", 0)
-  if resize and images.shape[1:3] != (resize, resize):
-    shape = (images.shape[0], resize, resize, images.shape[3])
-    images = jax.image.resize(images.astype(jnp.float32), shape, "linear", antialias=True)
-    images = jnp.clip(jnp.round(images), 0, 255).astype(jnp.uint8)
+  """uint8 batch → float images on device: a crop to image_size (random in
+  training, central at test) when the stored images are larger, then (training)
+  padded random crop, flip and cutout, and normalisation."""
   n, height, width, _ = images.shape
   if (height, width) != (image_size, image_size):
     if train:
@@ -289,14 +283,33 @@ def _load_data(config):
   if train.num_classes > config.model.num_classes:
     raise ValueError(f"config.model.num_classes: {config.model.num_classes} is fewer than "
                      f"the {train.num_classes} classes of the data")
+  size = config.input.get("resize", 0)
+  if size:
+    train, test = _resized(train, size), _resized(test, size)
   height, width, channels = train.image_shape
-  if config.input.get("resize", 0):
-    height = width = config.input.resize
   if min(height, width) < config.model.image_size or channels != config.model.in_channels:
     raise ValueError(f"config.model.image_size: the data's images are {height}×{width}×"
                      f"{channels}; image_size must be at most {min(height, width)} and "
                      f"in_channels {channels}")
   return train, test
+
+
+@jax.jit
+def _resize_batch(images, size_like):
+  shape = (images.shape[0],) + size_like.shape + (images.shape[3],)
+  images = jax.image.resize(images.astype(jnp.float32), shape, "linear", antialias=True)
+  return jnp.clip(jnp.round(images), 0, 255).astype(jnp.uint8)
+
+
+def _resized(dataset, size, chunk=2048):
+  """The dataset with its uint8 images resized to size × size once, at load time
+  (`input.resize`), in chunks on the default device."""
+  if dataset.image_shape[:2] == (size, size):
+    return dataset
+  like = jnp.zeros((size, size), jnp.uint8)
+  images = np.concatenate([np.asarray(_resize_batch(dataset.images[i:i + chunk], like))
+                           for i in range(0, len(dataset), chunk)])
+  return data_lib.Dataset(images, dataset.labels, dataset.class_names, dataset.source)
 
 
 def train_and_evaluate(config, workdir: str, log=print) -> dict:

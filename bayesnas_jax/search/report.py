@@ -10,7 +10,6 @@ import jax
 import numpy as np
 
 from bayesnas_jax import export
-from bayesnas_jax.spaces.base import cell_specs
 
 SEARCH_PHASES = ("warmup", "train", "curvature", "update")
 
@@ -39,8 +38,7 @@ def write_search_outputs(config, workdir, space, state, position):
   for path in sorted(glob.glob(os.path.join(workdir, "rounds", "round_*.json"))):
     with open(path, encoding="utf-8") as f:
       rounds.append(json.load(f))
-  specs = dict(cell_specs(space))
-  first = next(iter(specs.values()))
+  first = next(iter(space.cells.values()))
   export.write_json(os.path.join(workdir, "architecture.json"),
                     {"ops": list(first.ops), "edges": [list(e) for e in first.edges],
                      "prune_threshold": config.search.prune_threshold,

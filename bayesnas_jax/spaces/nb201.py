@@ -110,10 +110,6 @@ def init_arch(config, dtype=jnp.float32):
 
 # --- Forward --------------------------------------------------------------
 
-def _index(x, i):
-  return nn.structural(lambda v: v[i], x)
-
-
 def apply_op(name, weights, x, edge):
   """One candidate op on one edge; `weights` are the cell's {op: [6, …]}."""
   if name == "skip_connect":
@@ -121,9 +117,9 @@ def apply_op(name, weights, x, edge):
   if name == "avg_pool_3x3":
     return nn.avg_pool(x, 3, 1)
   if name == "nor_conv_1x1":
-    return nn.batch_norm(nn.dense(nn.relu(x), _index(weights[name], edge)))
+    return nn.batch_norm(nn.dense(nn.relu(x), take(weights[name], edge)))
   if name == "nor_conv_3x3":
-    return nn.batch_norm(nn.conv2d(nn.relu(x), _index(weights[name], edge)))
+    return nn.batch_norm(nn.conv2d(nn.relu(x), take(weights[name], edge)))
   raise ValueError(f"nb201: unknown op {name!r}")
 
 
@@ -132,7 +128,7 @@ def apply_cell(weights, origin, op_scalars, x, spec: CellSpec, remat=False):
   Returns node 3, the cell output."""
   def edge_out(weights, x, e, origin_e, ops_e):
     x = nn.scale(x, origin_e)
-    outs = [nn.scale(apply_op(name, weights, x, e), _index(ops_e, o))
+    outs = [nn.scale(apply_op(name, weights, x, e), take(ops_e, o))
             for o, name in enumerate(spec.ops)]
     return nn.add(*outs)
 
@@ -143,8 +139,8 @@ def apply_cell(weights, origin, op_scalars, x, spec: CellSpec, remat=False):
       f = lambda w, z, a, b, e=e: edge_out(w, z, e, a, b)
       if remat:
         f = jax.checkpoint(f)
-      terms.append(f(weights, nodes[spec.edges[e][0]], _index(origin, e),
-                     _index(op_scalars, e)))
+      terms.append(f(weights, nodes[spec.edges[e][0]], take(origin, e),
+                     take(op_scalars, e)))
     nodes.append(nn.add(*terms) if len(terms) > 1 else terms[0])
   return nodes[-1]
 
