@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 from bayesnas_jax import spaces
-from bayesnas_jax.search.hard import GROUPINGS
+from bayesnas_jax.export import DERIVATIONS
+from bayesnas_jax.search.hard import GROUPINGS, RANK_BY, ZERO_CURVATURE
+from bayesnas_jax.search.objective import CURVATURE_SOURCES
 from bayesnas_jax.nn.probe import MODES
 from bayesnas_jax.prior import DEPENDENCIES
 
@@ -65,6 +67,20 @@ def validate(config):
         config.search.grouping)
   _need(config.search.optimizer in ("sgd", "adam"), "search.optimizer", "'sgd' or 'adam'",
         config.search.optimizer)
+  search = config.search
+  for field, choices in (("curvature_source", CURVATURE_SOURCES), ("rank_by", RANK_BY),
+                         ("derivation", DERIVATIONS), ("zero_curvature", ZERO_CURVATURE)):
+    if field in search:
+      _need(search[field] in choices, f"search.{field}", f"one of {choices}", search[field])
+  for field in ("zero_tolerance", "lambda_w_origin", "penalty_budget"):
+    if field in search:
+      _number(config, f"search.{field}", 0)
+  if "retrain_between_rounds" in search:
+    _positive_int(config, "search.retrain_between_rounds", allow_zero=True)
+  if search.get("curvature_source", "recursion") != "recursion":
+    _need(search.curvature_pass == "after", "search.curvature_pass",
+          "'after' with curvature_source exact or ggn (one pass per scalar, on the "
+          "curvature_batches after the round)", search.curvature_pass)
   _need(len(config.data.splits) in (1, 2), "data.splits", "(train,) or (train, test)",
         config.data.splits)
   _need(config.retrain.epochs == 0 or len(config.data.splits) == 2, "retrain.epochs",

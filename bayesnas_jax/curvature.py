@@ -7,7 +7,11 @@ and the diagonal curvature (SPEC §5; thesis (T) eqs. 4-9, 4-10) through the
 probes, so the probes' cotangents are the curvature.
 
 `exact_diagonal` is the slow exact reference: the Hessian diagonal of a chosen
-subtree by batched Hessian-vector products.
+subtree by batched Hessian-vector products. `softmax_ggn_diagonal` is the exact
+Gauss–Newton diagonal of a mean softmax cross-entropy by one Jacobian-vector
+product per entry. Both differentiate through everything the forward pass does,
+batch-norm statistics included, and cost one pass per selected entry: they are
+for small subtrees such as the architecture scalars.
 """
 from __future__ import annotations
 
@@ -125,3 +129,54 @@ def exact_diagonal(loss_fn: Callable, params: Any, *args, wrt=None, chunk: int =
   indices = jnp.pad(indices, (0, padded - n)).reshape(-1, chunk)
   diag = jax.lax.map(jax.vmap(hvp_entry), indices).reshape(-1)[:n]
   return unravel(diag)
+
+
+def _flat_entries(fn, params, wrt, chunk):
+  """Evaluates fn(flat, unravel, index) for every entry of the selected subtree,
+  `chunk` entries at a time under `jax.vmap`; returns them shaped like it."""
+  get, _ = _select(params, wrt)
+  flat, unravel = ravel_pytree(get(params))
+  n = flat.shape[0]
+  chunk = max(1, min(int(chunk), n))
+  indices = jnp.arange(n)
+  padded = -(-n // chunk) * chunk
+  indices = jnp.pad(indices, (0, padded - n)).reshape(-1, chunk)
+  values = jax.lax.map(jax.vmap(lambda i: fn(flat, i)), indices).reshape(-1)[:n]
+  return unravel(values)
+
+
+def softmax_ggn_diagonal(logits_fn: Callable, params: Any, *args, wrt=None,
+                         chunk: int = 64):
+  """The exact Gauss–Newton diagonal of mean softmax cross-entropy.
+
+  `logits_fn(params, *args)` returns logits [B, K] from plain arrays. For entry
+  i, J_i = ∂logits/∂θ_i (one `jax.jvp`) and
+
+      G_ii = (1/B) Σ_b J_ib·(diag p_b − p_b p_bᵀ)·J_ib
+           = (1/B) Σ_b [Σ_k p_bk J_ibk² − (Σ_k p_bk J_ibk)²]  ≥ 0,
+
+  the curvature of the mean cross-entropy with the network linearised at θ.
+  It does not depend on the labels, is never negative (nothing to clamp), and
+  the Jacobian carries every effect of θ_i on the logits (batch-norm
+  statistics that move with θ_i included). `wrt` selects a subtree as in
+  `exact_diagonal`. J_i comes from the transpose of one shared VJP (the
+  primitives of `bayesnas_jax.nn` have reverse-mode rules only): one forward,
+  then per entry a backward pass and its transpose, `chunk` entries at a time.
+  """
+  get, put = _select(params, wrt)
+  flat, unravel = ravel_pytree(get(params))
+  logits, vjp_fn = jax.vjp(lambda v: logits_fn(put(params, unravel(v)), *args), flat)
+  if jnp.ndim(logits) != 2:
+    raise ValueError(f"softmax_ggn_diagonal: logits_fn must return [batch, classes], got "
+                     f"shape {jnp.shape(logits)}")
+  probs = jax.nn.softmax(logits, axis=-1)
+
+  def entry(flat, index):
+    del flat
+    # J e_i as the transpose of the (linear) VJP, u ↦ Jᵀu: reverse over
+    # reverse, since the library's primitives define reverse-mode rules only.
+    jac = jax.grad(lambda u: vjp_fn(u)[0][index])(jnp.zeros_like(logits))
+    mean = jnp.sum(probs * jac, axis=-1)
+    return jnp.mean(jnp.sum(probs * jnp.square(jac), axis=-1) - jnp.square(mean))
+
+  return _flat_entries(entry, params, wrt, chunk)

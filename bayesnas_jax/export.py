@@ -32,16 +32,27 @@ CELL_KINDS = ("normal", "reduce")
 
 # --- Derivation -----------------------------------------------------------
 
-def derive_cell(op_gamma, op_keep, spec, k=2, origin_keep=None):
+DERIVATIONS = ("pairs", "edges")
+
+
+def derive_cell(op_gamma, op_keep, spec, k=2, origin_keep=None, rule="pairs"):
   """The discrete cell: {"edges": [[op, from, to], ...], "concat": [nodes]}.
 
-  op_gamma, op_keep: [E, O] in the edge order of `spec` (a `CellSpec`);
-  origin_keep [E], if given, switches off every op of a pruned edge. Per
-  intermediate node the k kept (edge, op) pairs from live sources with the
-  largest γ are selected; ties (and NaN γ, ranked last) are broken by edge,
-  then op index. Edges come sorted by (to, from, op index); "concat" lists the
-  intermediate nodes with at least one selected input.
+  op_gamma, op_keep: [E, O] in the edge order of `spec` (a `CellSpec`): the
+  score to rank by (γ, or another `search.rank_by` score) and what survived
+  pruning; origin_keep [E], if given, switches off every op of a pruned edge.
+  Per intermediate node, from live sources:
+  * rule "pairs": the k kept (edge, op) pairs with the largest score (two ops
+    may land on one edge);
+  * rule "edges" (DARTS's rule): the best kept op of each edge, then the k
+    edges whose best op scores highest (one op per edge).
+  Ties (and NaN scores, ranked last) are broken by edge, then op index. Edges
+  come sorted by (to, from, op index); "concat" lists the intermediate nodes
+  with at least one selected input.
   """
+  if rule not in DERIVATIONS:
+    raise ValueError(f"config.search.derivation: expected one of {DERIVATIONS}, got "
+                     f"{rule!r}")
   gamma = np.asarray(op_gamma, np.float64)
   keep = np.asarray(op_keep, bool)
   shape = (spec.num_edges, len(spec.ops))
@@ -59,6 +70,11 @@ def derive_cell(op_gamma, op_keep, spec, k=2, origin_keep=None):
     candidates = [(-rank[e, o], e, o) for e in spec.in_edges(node)
                   for o in range(len(spec.ops))
                   if keep[e, o] and spec.edges[e][0] in alive]
+    if rule == "edges":  # the best op of each edge, then the best edges
+      best = {}
+      for candidate in sorted(candidates):
+        best.setdefault(candidate[1], candidate)
+      candidates = list(best.values())
     chosen = sorted(candidates)[:int(k)]
     if chosen:
       alive.add(node)

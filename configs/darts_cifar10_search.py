@@ -66,6 +66,7 @@ def get_config(arg=None):
   # (8 cells, batch 64: 6.1 GB instead of 17.1 GB, and a faster step on CPU;
   # BENCHMARKS.md). Same gradients and curvature.
   config.space.remat = True
+  config.space.origin = "input"  # input (SPEC §1) | output (w⁰ after the ops, §7)
 
   config.search = ml_collections.ConfigDict()
   config.search.rounds = 1  # T_max; each round is one epoch of joint training.
@@ -91,6 +92,15 @@ def get_config(arg=None):
   config.search.grouping = "cell_type"  # cell_type (eq. 21) | none (eq. 16)
   config.search.prune_threshold = 0.05854983152431917  # 1/(2πe): entropy ≤ 0.
   config.search.top_k = 2  # (edge, op) pairs kept per node in the derived cell.
+  # Method options of SPEC §7 (README, "Method options"; QUALITY.md has the evidence).
+  config.search.curvature_source = "recursion"  # recursion | exact | ggn (arch scalars)
+  config.search.rank_by = "gamma"  # gamma | saliency (w²H): what derivation ranks by
+  config.search.derivation = "pairs"  # pairs | edges (DARTS: best op per edge, k edges)
+  config.search.zero_curvature = "keep"  # keep | prune: groups with H ≤ tol·λ_w
+  config.search.zero_tolerance = 1e-6
+  config.search.lambda_w_origin = 0.0  # > 0: the origin scalars' own λ_w
+  config.search.penalty_budget = 0.0  # > 0: L1 budget per round (lr·coef·steps)
+  config.search.retrain_between_rounds = 0  # epochs of step 5 between rounds
 
   config.retrain = ml_collections.ConfigDict()
   config.retrain.epochs = 0  # > 0: retrain the derived cell at search size, then test.

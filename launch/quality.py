@@ -28,6 +28,9 @@ flags.DEFINE_string("workdir", None, "Directory for the searches, trainings and 
 flags.DEFINE_list("seeds", ["0", "1", "2"], "Search seeds.")
 flags.DEFINE_integer("random_cells", 20, "Cells drawn uniformly from the space.")
 flags.DEFINE_integer("random_seed", 1000, "Seed of the random cells.")
+flags.DEFINE_string("random_workdir", None, "Where the random cells and their trainings "
+                    "live (default: --workdir). Benchmarks of several options with one "
+                    "protocol can share one.")
 flags.mark_flags_as_required(["config", "workdir"])
 
 
@@ -43,7 +46,8 @@ def main(argv):
     sys.exit(2)
   sys.exit(launcher.run_guarded(
       lambda: quality.run_quality(FLAGS.config, FLAGS.workdir, seeds, FLAGS.random_cells,
-                                  FLAGS.random_seed, log=launcher.log)))
+                                  FLAGS.random_seed, log=launcher.log,
+                                  random_workdir=FLAGS.random_workdir)))
 
 
 if __name__ == "__main__":

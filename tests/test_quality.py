@@ -5,6 +5,7 @@ the short protocol on a 3-class image folder), plus the percentile and
 stability bookkeeping on hand-made numbers."""
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -99,8 +100,39 @@ def test_quality_benchmark_resumes_without_redoing_work(benchmark):
   workdir, first, second = benchmark
   assert second.returncode == 0, second.stderr[-3000:]
   assert json.loads(second.stdout) == json.loads(first.stdout)
-  assert "training random_000" in second.stderr  # visited, but from its summary.json
+  assert "training random_r1000_000" in second.stderr  # visited, from its summary.json
   assert "round 1: kept" not in second.stderr  # no search ran again
+
+
+def test_quality_benchmarks_share_random_cells(benchmark, tmp_path):
+  """A second benchmark (here: the same search, copied) with --random_workdir
+  pointing at the first reuses its random cells: nothing random is trained
+  again and the percentiles agree; a protocol change is refused."""
+  workdir, first, _ = benchmark
+  assert first.returncode == 0, first.stderr[-3000:]
+  other = tmp_path / "other"
+  shutil.copytree(workdir / "search_seed1", other / "search_seed1")
+  args = [sys.executable, "-m", "launch.quality",
+          f"--config={ROOT}/configs/nb201_cifar10_search.py:tiny", "--seeds=1",
+          "--random_cells=2", f"--workdir={other}", f"--random_workdir={workdir}",
+          f"--config.data.path={workdir.parent / 'images'}", *TINY]
+  env = {**os.environ, "PYTHONPATH": ROOT, "JAX_PLATFORMS": "cpu"}
+  shared = subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=900, check=False)
+  assert shared.returncode == 0, shared.stderr[-3000:]
+  assert not (other / "random").exists()
+  assert sorted(os.listdir(other / "train")) == ["searched_seed1"]
+  with open(workdir / "quality.json", encoding="utf-8") as f:
+    before = json.load(f)
+  with open(other / "quality.json", encoding="utf-8") as f:
+    after = json.load(f)
+  assert [r["test_accuracy"] for r in after["random"]] == [
+      r["test_accuracy"] for r in before["random"]]
+  assert after["searched"][0]["percentile"] == before["searched"][1]["percentile"]
+  changed = subprocess.run(args + ["--config.quality.epochs=2"], cwd=ROOT, env=env,
+                           capture_output=True, text=True, timeout=900, check=False)
+  assert changed.returncode != 0
+  assert "--random_workdir" in changed.stderr and "another protocol" in changed.stderr
 
 
 def test_quality_benchmark_rejects_bad_flags(tmp_path):

@@ -17,6 +17,8 @@ from bayesnas_jax import prior
 from bayesnas_jax.spaces.cell import CellSpec
 
 GROUPINGS = ("cell_type", "none")
+RANK_BY = ("gamma", "saliency")
+ZERO_CURVATURE = ("keep", "prune")
 
 
 def group_shape(arch, grouping):
@@ -34,7 +36,7 @@ def init_prior(arch, grouping):
   def ones(a):
     return jnp.ones(a.shape[1:] if grouping == "cell_type" else a.shape, a.dtype)
   gamma = jax.tree_util.tree_map(ones, arch)
-  return {"gamma": gamma, "omega": gamma,
+  return {"gamma": gamma, "omega": gamma, "score": gamma,
           "keep": jax.tree_util.tree_map(lambda g: jnp.ones(g.shape, bool), gamma)}
 
 
@@ -44,20 +46,50 @@ def network_masks(keep, arch):
                                 keep, arch)
 
 
+def rank_score(rank_by, w, curvature, gamma, grouping):
+  """The per-group score a derivation ranks surviving ops by (larger first).
+
+  "gamma": the prior variance γ of eq. 20 (the paper's rule).
+  "saliency": Σ_m w_m² H_m over the group's members, the loss increase of
+  removing the group in the local quadratic model (OBD). In the evidence
+  framework it is the sufficient statistic of keeping a scalar: with prior
+  N(0, γ) and data curvature H/λ_w, the marginal likelihood is maximised at
+  γ* = max(0, w² − λ_w/H) and the evidence gained by keeping the scalar,
+  ½(q − 1 − ln q) with q = w²H/λ_w, grows with w²H. Unlike |w| or γ it does not
+  change when an op's output is rescaled (w → w/c, H → c²H), and the order it
+  gives does not depend on λ_w.
+  """
+  if rank_by == "gamma":
+    return gamma
+  sal = jnp.square(w) * jnp.maximum(curvature, 0)
+  return jnp.sum(sal, axis=0) if grouping == "cell_type" else sal
+
+
 @functools.partial(jax.jit, static_argnames=("spec", "lambda_w", "grouping", "dependency",
-                                             "threshold"))
+                                             "threshold", "lambda_w_origin", "rank_by",
+                                             "zero_curvature", "zero_tolerance"))
 def hard_update(arch, curvature, state, *, spec, lambda_w: float, grouping: str,
-                dependency: str, threshold: float = prior.PRUNE_THRESHOLD):
+                dependency: str, threshold: float = prior.PRUNE_THRESHOLD,
+                lambda_w_origin: float = 0.0, rank_by: str = "gamma",
+                zero_curvature: str = "keep", zero_tolerance: float = 1e-6):
   """One prior update. Returns (new state, per-type record arrays, clamped count).
 
   `spec` is the `CellSpec` of every cell type, or a tuple of (type, CellSpec)
-  pairs (`spaces.cell_specs(space)`). Record arrays per cell type and part: w,
-  H (clamped), C per member; omega, switch, gamma, keep per group.
+  pairs (`spaces.cell_specs(space)`). `lambda_w_origin` > 0 is the origin
+  scalars' own λ_w (the ops keep `lambda_w`). `rank_by` picks the score the
+  derivation ranks by (`rank_score`). `zero_curvature`: a group whose every
+  member has H ≤ zero_tolerance·λ_w is one the data do not inform; "keep"
+  applies eqs. 18–19 literally (ω → its floor, s and γ → huge: never pruned),
+  "prune" sets its switch to 0 (γ = 0: pruned), as sparse Bayesian learning
+  prunes a basis function with no evidence for it. Record arrays per cell type
+  and part: w, H (clamped), C per member; omega, switch, gamma, score, keep per
+  group.
   """
   specs = dict(spec) if not isinstance(spec, CellSpec) else {kind: spec for kind in arch}
-  new_state = {"gamma": {}, "omega": {}, "keep": {}}
+  new_state = {"gamma": {}, "omega": {}, "score": {}, "keep": {}}
   records = {}
   clamped = 0
+  lambdas = {"origin": lambda_w_origin or lambda_w, "ops": lambda_w}
   for kind in arch:
     spec = specs[kind]
     w = arch[kind]
@@ -67,16 +99,27 @@ def hard_update(arch, curvature, state, *, spec, lambda_w: float, grouping: str,
       clamped = clamped + count
     gamma = state["gamma"][kind]
     if grouping == "cell_type":
-      upd = {part: prior.group_update(w[part], curv[part], gamma[part][None], lambda_w,
+      upd = {part: prior.group_update(w[part], curv[part], gamma[part][None], lambdas[part],
                                       axis=0) for part in ("origin", "ops")}
-      g_origin, g_ops = prior.cell_gamma(upd["origin"].switch, upd["ops"].switch,
+    else:
+      upd = {part: prior.update(w[part], curv[part], gamma[part], lambdas[part])
+             for part in ("origin", "ops")}
+    switches = {}
+    for part in ("origin", "ops"):
+      s = upd[part].switch
+      if zero_curvature == "prune":
+        silent = curv[part] <= zero_tolerance * lambdas[part]
+        if grouping == "cell_type":
+          silent = jnp.all(silent, axis=0)
+        s = jnp.where(silent, jnp.zeros_like(s), s)
+      switches[part] = s
+    if grouping == "cell_type":
+      g_origin, g_ops = prior.cell_gamma(switches["origin"], switches["ops"],
                                          spec.edges, spec.num_inputs, dependency)
     else:
-      upd = {part: prior.update(w[part], curv[part], gamma[part], lambda_w)
-             for part in ("origin", "ops")}
       g_origin, g_ops = jax.vmap(
           lambda s0, s: prior.cell_gamma(s0, s, spec.edges, spec.num_inputs, dependency)
-      )(upd["origin"].switch, upd["ops"].switch)
+      )(switches["origin"], switches["ops"])
     keep_origin = prior.keep_mask(g_origin, threshold) & state["keep"][kind]["origin"]
     keep_ops = prior.keep_mask(g_ops, threshold) & state["keep"][kind]["ops"]
     if grouping == "cell_type":
@@ -92,11 +135,13 @@ def hard_update(arch, curvature, state, *, spec, lambda_w: float, grouping: str,
       new_state[name][kind] = {}
     records[kind] = {}
     for part in ("origin", "ops"):
+      score = rank_score(rank_by, w[part], curv[part], gammas[part], grouping)
       new_state["gamma"][kind][part] = gammas[part]
       new_state["omega"][kind][part] = upd[part].omega
+      new_state["score"][kind][part] = score
       new_state["keep"][kind][part] = keeps[part]
       records[kind][part] = {"w": w[part], "H": curv[part],
                              "C": upd[part].posterior_variance, "omega": upd[part].omega,
-                             "s": upd[part].switch, "gamma": gammas[part],
+                             "s": switches[part], "gamma": gammas[part], "score": score,
                              "kept": keeps[part]}
   return new_state, records, clamped

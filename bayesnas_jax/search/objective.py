@@ -13,9 +13,17 @@ import jax.numpy as jnp
 import optax
 
 from bayesnas_jax import nn
-from bayesnas_jax.curvature import value_grad_curvature
+from bayesnas_jax.curvature import exact_diagonal, softmax_ggn_diagonal, value_grad_curvature
 from bayesnas_jax.data import augment
 
+# Where the curvature of the architecture scalars comes from (SPEC §7):
+# "recursion" — the one-pass diagonal rule (SPEC §5; BN statistics held fixed);
+# "exact" — the Hessian diagonal by Hessian-vector products; "ggn" — the exact
+# Gauss–Newton diagonal by one Jacobian-vector product per scalar. The exact
+# ones differentiate through batch norm's batch statistics and cost one pass
+# per scalar, CURVATURE_CHUNK scalars at a time.
+CURVATURE_SOURCES = ("recursion", "exact", "ggn")
+CURVATURE_CHUNK = 32
 _NORM_EPS = 1e-20  # keeps ∂‖w‖/∂w finite at w = 0 (pruned scalars)
 
 
@@ -34,6 +42,32 @@ def sparsity_penalty(arch, omega, grouping):
     for part in ("origin", "ops"):
       total = total + jnp.sum(omega[kind][part] * group_norm(arch[kind][part], grouping))
   return total
+
+
+def penalty_lambdas(search, steps_per_round):
+  """The coefficient of ‖w_g‖ in the training loss, per part: {"origin", "ops"}.
+
+  λ_w for the op scalars, `search.lambda_w_origin` (if > 0) for the origins.
+  With `search.penalty_budget` B > 0 they are rescaled so that one round of
+  plain SGD can move a scalar with ω = 1 by at most B through the penalty:
+  coefficient = B / (learning_rate · steps_per_round) (times λ_origin/λ_w for
+  the origins). Without it the budget is learning_rate · λ_w · steps_per_round
+  (momentum can stretch either by up to 1/(1 − momentum)). The HARD update
+  always uses λ_w (and λ_origin) as the noise variance of eq. 17.
+  """
+  lam = float(search.lambda_w)
+  lambdas = {"origin": float(search.get("lambda_w_origin", 0.0)) or lam, "ops": lam}
+  budget = float(search.get("penalty_budget", 0.0))
+  if budget > 0:
+    scale = budget / (float(search.learning_rate) * max(int(steps_per_round), 1) * lam)
+    lambdas = {part: value * scale for part, value in lambdas.items()}
+  return lambdas
+
+
+def penalty_weights(omega, lambdas):
+  """λ_part · ω per group: the `penalty` argument of the train step."""
+  return {kind: {part: lambdas[part] * omega[kind][part] for part in ("origin", "ops")}
+          for kind in omega}
 
 
 def l2_penalty(weights):
@@ -114,8 +148,9 @@ def make_steps(config, space):
 def _build_steps(config, space):
   """Builds the jitted steps for `config` (input and search fields) on `space`.
 
-  train_step(params, opt_state, batch, key, omega, masks, arch_scale) does one
-  SGD step on eq. 21 and returns (params, opt_state, metrics, curvature), the
+  train_step(params, opt_state, batch, key, penalty, masks, arch_scale) does one
+  SGD step on eq. 21 (`penalty` holds the coefficient of each group's ‖w_g‖,
+  λ_w·ω_g: see `penalty_coefficients`) and returns (params, opt_state, metrics, curvature), the
   curvature of E_D w.r.t. the architecture scalars when
   `search.curvature_pass == "during"` (else None); arch_scale = 0 freezes the architecture scalars (weights
   warm-up, retraining a derived cell). curvature_step(params, batch, masks)
@@ -125,13 +160,13 @@ def _build_steps(config, space):
   search, inputs = config.search, config.input
   optimizer = make_optimizer(search)
 
-  def objective(params, images, labels, omega, masks):
+  def objective(params, images, labels, penalty, masks):
     loss, logits = data_loss(space, params["weights"], params["arch"], images, labels, masks,
                              search.compute_dtype)
-    return loss + penalties(params, omega), (loss, _accuracy(logits, labels))
+    return loss + penalties(params, penalty), (loss, _accuracy(logits, labels))
 
-  def penalties(params, omega):
-    return (search.lambda_w * sparsity_penalty(params["arch"], omega, search.grouping)
+  def penalties(params, penalty):
+    return (sparsity_penalty(params["arch"], penalty, search.grouping)
             + search.weight_decay * l2_penalty(params["weights"]))
 
   def apply_update(params, opt_state, grads, masks, arch_scale):
@@ -147,7 +182,7 @@ def _build_steps(config, space):
     # One pass gives the gradient of eq. 21 and the curvature of E_D w.r.t. the
     # architecture scalars: the curvature is accumulated while training.
     @jax.jit
-    def train_step(params, opt_state, batch, key, omega, masks, arch_scale):
+    def train_step(params, opt_state, batch, key, penalty, masks, arch_scale):
       images = prepare_images(batch["image"], key, inputs, train=True)
 
       def loss_fn(p):
@@ -157,19 +192,24 @@ def _build_steps(config, space):
       (loss, logits), grads, curvature = value_grad_curvature(
           loss_fn, params, mode=search.curvature_mode, has_aux=True,
           probe_mask={"weights": False, "arch": True})
-      penalty_grads = jax.grad(penalties)(params, omega)
+      penalty_grads = jax.grad(penalties)(params, penalty)
       grads = jax.tree_util.tree_map(jnp.add, grads, penalty_grads)
       params, opt_state = apply_update(params, opt_state, grads, masks, arch_scale)
       metrics = {"loss": loss, "accuracy": _accuracy(logits, batch["label"])}
       return params, opt_state, metrics, curvature["arch"]
   else:
     @jax.jit
-    def train_step(params, opt_state, batch, key, omega, masks, arch_scale):
+    def train_step(params, opt_state, batch, key, penalty, masks, arch_scale):
       images = prepare_images(batch["image"], key, inputs, train=True)
       grads, (loss, accuracy) = jax.grad(objective, has_aux=True)(
-          params, images, batch["label"], omega, masks)
+          params, images, batch["label"], penalty, masks)
       params, opt_state = apply_update(params, opt_state, grads, masks, arch_scale)
       return params, opt_state, {"loss": loss, "accuracy": accuracy}, None
+
+  source = search.get("curvature_source", "recursion")
+  if source not in CURVATURE_SOURCES:
+    raise ValueError(f"config.search.curvature_source: expected one of {CURVATURE_SOURCES}, "
+                     f"got {source!r}")
 
   @jax.jit
   def curvature_step(params, batch, masks):
@@ -179,9 +219,16 @@ def _build_steps(config, space):
       return data_loss(space, params["weights"], arch, images, batch["label"], masks,
                        search.compute_dtype)[0]
 
-    loss, _, curvature = value_grad_curvature(loss_of_arch, params["arch"],
-                                              mode=search.curvature_mode)
-    return loss, curvature
+    if source == "recursion":
+      loss, _, curvature = value_grad_curvature(loss_of_arch, params["arch"],
+                                                mode=search.curvature_mode)
+      return loss, curvature
+    loss = loss_of_arch(params["arch"])
+    if source == "exact":
+      return loss, exact_diagonal(loss_of_arch, params["arch"], chunk=CURVATURE_CHUNK)
+    logits_of_arch = lambda arch: data_loss(space, params["weights"], arch, images,
+                                            batch["label"], masks, search.compute_dtype)[1]
+    return loss, softmax_ggn_diagonal(logits_of_arch, params["arch"], chunk=CURVATURE_CHUNK)
 
   @jax.jit
   def eval_step(params, batch, masks):

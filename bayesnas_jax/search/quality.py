@@ -134,8 +134,29 @@ def _plot(result, path_prefix):
   export._save(fig, path_prefix)  # pylint: disable=protected-access
 
 
-def run_quality(config, workdir, seeds, random_cells, random_seed=1000, log=print):
-  """Runs the benchmark (see module docstring); returns and writes quality.json."""
+def _random_pool(config, pool_dir):
+  """Checks (or records) that the random cells in `pool_dir` were trained with
+  this config's protocol, so that several benchmarks can share them."""
+  protocol = json.loads(json.dumps(protocol_config(config, "", 0).to_dict(), default=str))
+  protocol.get("model", {}).pop("genotype", None)
+  path = os.path.join(pool_dir, "random", "protocol.json")
+  if os.path.exists(path):
+    with open(path, encoding="utf-8") as f:
+      stored = json.load(f)
+    if stored != protocol:
+      raise ValueError(f"--random_workdir {pool_dir}: its random cells were trained with "
+                       f"another protocol ({path}); use a fresh directory")
+  else:
+    export.write_json(path, protocol)
+
+
+def run_quality(config, workdir, seeds, random_cells, random_seed=1000, log=print,
+                random_workdir=None):
+  """Runs the benchmark (see module docstring); returns and writes quality.json.
+
+  `random_workdir` (default `workdir`) holds the random cells and their
+  trainings: benchmarks of several method options with one protocol can share
+  it, so each option costs only its searches and its searched cells."""
   from bayesnas_jax import config_check  # pylint: disable=import-outside-toplevel
   config_check.validate(config)
   if not seeds:
@@ -167,22 +188,24 @@ def run_quality(config, workdir, seeds, random_cells, random_seed=1000, log=prin
                      "architecture": space.load_architecture(genotype_path),
                      "search_seconds": summary["search_seconds"],
                      **({"nb201": summary["nb201"]} if "nb201" in summary else {})})
+  pool = random_workdir or workdir
+  _random_pool(config, pool)
   rng = np.random.default_rng(random_seed)
   randoms = []
   for i in range(random_cells):
     architecture = space.random_architecture(rng)
-    path = os.path.join(workdir, "random", f"random_{i:03d}.json")
+    path = os.path.join(pool, "random", f"r{random_seed}_{i:03d}.json")
     if not os.path.exists(path):
       export.write_json(path, architecture)
     randoms.append({"index": i, "genotype_file": path, "architecture": architecture})
   # Every cell is trained with the same training seed: differences between
   # cells are not differences of initialisation luck.
-  cells = [(f"searched_seed{s['seed']}", s) for s in searched]
-  cells += [(f"random_{r['index']:03d}", r) for r in randoms]
-  for n, (name, cell) in enumerate(cells):
+  cells = [(f"searched_seed{s['seed']}", s, workdir) for s in searched]
+  cells += [(f"random_r{random_seed}_{r['index']:03d}", r, pool) for r in randoms]
+  for n, (name, cell, base) in enumerate(cells):
     log(f"[{n + 1}/{len(cells)}] training {name} with the short protocol")
     summary = _train_cell(config, cell["genotype_file"], 0,
-                          os.path.join(workdir, "train", name), log)
+                          os.path.join(base, "train", name), log)
     cell["test_accuracy"] = summary["final_test_accuracy"]
     cell["params"] = summary["params"]
     log(f"  test accuracy {cell['test_accuracy']:.4f}, {summary['params']} parameters")
@@ -194,6 +217,7 @@ def run_quality(config, workdir, seeds, random_cells, random_seed=1000, log=prin
       "space": space.name, "date": datetime.date.today().isoformat(),
       "device": f"{device.platform}:{device.device_kind}",
       "seeds": list(seeds), "random_seed": random_seed,
+      "random_workdir": os.path.abspath(pool),
       "mean_percentile": float(np.mean([s["percentile"] for s in searched])),
       "mean_searched_accuracy": float(np.mean([s["test_accuracy"] for s in searched])),
       "random_accuracy": {"mean": float(np.mean(random_accuracies)),

@@ -11,7 +11,7 @@ import numpy as np
 
 from bayesnas_jax import export
 
-SEARCH_PHASES = ("warmup", "train", "curvature", "update")
+SEARCH_PHASES = ("warmup", "train", "curvature", "update", "step5")
 
 
 def _round_path(workdir, round_):

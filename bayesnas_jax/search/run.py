@@ -45,6 +45,10 @@ def build_schedule(config, sizes):
       phases.append(("curvature", r, min(k, train_steps) if k > 0 else train_steps,
                      "search"))
     phases.append(("update", r, 1, None))
+    if r < search.rounds - 1:
+      # Algorithm 1 step 5 between rounds: w = 1 on the survivors, weights trained.
+      for _ in range(search.get("retrain_between_rounds", 0)):
+        phases.append(("step5", r, train_steps, "search"))
   if config.retrain.epochs:
     retrain_steps = data_lib.steps_per_epoch(sizes["train"], batch)
     for _ in range(config.retrain.epochs):
@@ -118,6 +122,12 @@ def run_search(config, workdir: str, log=print, space=None):
   base_key = jax.random.PRNGKey(config.seed)
   state = initial_state(config, space, jax.random.fold_in(base_key, 0), train.image_shape)
   optimizer, train_step, curvature_step, eval_step = objective.make_steps(config, space)
+  steps_per_round = sum(p[2] for p in phases if p[0] == "train" and p[1] == 0)
+  lambdas = objective.penalty_lambdas(config.search, steps_per_round)
+  budget = {part: config.search.learning_rate * lam * steps_per_round
+            for part, lam in lambdas.items()}
+  log(f"penalty budget per round (lr · λ · steps, at ω = 1): {budget['ops']:.3g} for op "
+      f"scalars, {budget['origin']:.3g} for origins")
   checkpointer = Checkpointer(workdir)
   position = {"phase": 0, "step": 0, "global_step": 0, "saves": 0, "elapsed": {}}
   if checkpointer.latest_step() is not None:
@@ -139,6 +149,8 @@ def run_search(config, workdir: str, log=print, space=None):
       metrics = {}
       if kind == "update":
         state = _update(state, config, space, round_, workdir, log)
+        if round_ < config.search.rounds - 1 and config.search.get("retrain_between_rounds", 0):
+          state = step5_reset(state, optimizer)
         position["step"] = 1
       while position["step"] < steps:
         step = position["step"]
@@ -156,7 +168,7 @@ def run_search(config, workdir: str, log=print, space=None):
         accumulate = (kind == "train" and config.search.curvature_pass == "during"
                       and phases[index + 1][0] == "update" and (k == 0 or step >= steps - k))
         state, metrics = _step(kind, state, batch, key, train_step, curvature_step,
-                               eval_step, accumulate)
+                               eval_step, accumulate, lambdas)
         position["step"] += 1
         position["global_step"] += 1
         steps_this_launch += 1
@@ -200,14 +212,24 @@ class Interrupted(RuntimeError):
   """Raised when `stop_after_steps` ends a launch early (used by tests)."""
 
 
-def _step(kind, state, batch, key, train_step, curvature_step, eval_step, accumulate):
-  if kind in ("warmup", "train", "retrain"):
+def step5_reset(state, optimizer):
+  """Algorithm 1 step 5 before the next round: w = 1 on every surviving scalar
+  (0 on the pruned), and a fresh optimizer state, so that the weights train in
+  the standard way on the pruned network (the "step5" phase, w frozen)."""
+  arch = jax.tree_util.tree_map(lambda m: jnp.ones_like(m) * m, state["masks"])
+  params = {**state["params"], "arch": arch}
+  return {**state, "params": params, "opt_state": optimizer.init(params)}
+
+
+def _step(kind, state, batch, key, train_step, curvature_step, eval_step, accumulate,
+          lambdas):
+  if kind in ("warmup", "train", "retrain", "step5"):
     arch_scale = jnp.asarray(1.0 if kind == "train" else 0.0)
-    omega = state["prior"]["omega"]
-    if kind == "retrain":
-      omega = jax.tree_util.tree_map(jnp.zeros_like, omega)
+    penalty = objective.penalty_weights(state["prior"]["omega"], lambdas)
+    if kind in ("retrain", "step5"):
+      penalty = jax.tree_util.tree_map(jnp.zeros_like, penalty)
     params, opt_state, metrics, curvature = train_step(
-        state["params"], state["opt_state"], batch, key, omega, state["masks"], arch_scale)
+        state["params"], state["opt_state"], batch, key, penalty, state["masks"], arch_scale)
     state = {**state, "params": params, "opt_state": opt_state}
     if accumulate:
       state["curvature_sum"] = jax.tree_util.tree_map(jnp.add, state["curvature_sum"],
@@ -232,7 +254,11 @@ def _update(state, config, space, round_, workdir, log):
   new_prior, records, clamped = hard.hard_update(
       state["params"]["arch"], curvature, state["prior"], spec=spaces.cell_specs(space),
       lambda_w=float(search.lambda_w), grouping=search.grouping,
-      dependency=search.dependency, threshold=float(search.prune_threshold))
+      dependency=search.dependency, threshold=float(search.prune_threshold),
+      lambda_w_origin=float(search.get("lambda_w_origin", 0.0)),
+      rank_by=search.get("rank_by", "gamma"),
+      zero_curvature=search.get("zero_curvature", "keep"),
+      zero_tolerance=float(search.get("zero_tolerance", 1e-6)))
   report.write_round(workdir, round_, space, jax.device_get(records), int(clamped))
   kept = sum(int(np.sum(np.asarray(v["ops"]))) for v in new_prior["keep"].values())
   total = sum(int(np.size(np.asarray(v["ops"]))) for v in new_prior["keep"].values())

@@ -215,6 +215,19 @@ def _apply_op(name, weights, x, stride, config):
   return f(weights, x)
 
 
+ORIGINS = ("input", "output")
+
+
+def origin_after(config):
+  """True when `config.origin` (a space config) puts the origin scalar on the
+  edge's output, edge_out = w⁰ · Σ_o w^o · o(z) (SPEC §7), rather than on its
+  input, Σ_o w^o · o(w⁰ · z) (SPEC §1; the default "input")."""
+  origin = config.get("origin", "input") if config is not None else "input"
+  if origin not in ORIGINS:
+    raise ValueError(f"config.space.origin: expected one of {ORIGINS}, got {origin!r}")
+  return origin == "output"
+
+
 def _edge_block(weights, x, origin, op_scalars, spec: CellSpec, stride, config):
   """Σ_o w^o_e · o(w⁰_e · x_e) for E edges folded along channels.
 
@@ -222,11 +235,17 @@ def _edge_block(weights, x, origin, op_scalars, spec: CellSpec, stride, config):
   op_scalars [E, O]; weights: per op, stacked over the E edges."""
   edges = nn.value_of(origin).shape[0]
   channels = nn.value_of(x).shape[-1] // edges
-  x = nn.scale(x, repeat_per_channel(origin, channels))
+  after = origin_after(config)
+  if not after:
+    x = nn.scale(x, repeat_per_channel(origin, channels))
   outs = [nn.scale(_apply_op(name, weights[name], x, stride, config),
                    repeat_per_channel(take_column(op_scalars, i), channels))
           for i, name in enumerate(spec.ops)]
-  return nn.add(*outs)
+  out = nn.add(*outs)
+  if after:
+    out_channels = nn.value_of(out).shape[-1] // edges
+    out = nn.scale(out, repeat_per_channel(origin, out_channels))
+  return out
 
 
 def tile_channels(x, times):

@@ -17,6 +17,7 @@ import numpy as np
 
 from bayesnas_jax import export, nn
 from bayesnas_jax.nn.conv import IMPLS
+from bayesnas_jax.spaces import cell as cell_lib
 from bayesnas_jax.spaces import darts
 from bayesnas_jax.spaces import ops as ops_lib
 from bayesnas_jax.spaces.base import SearchSpace, group_keep, group_values
@@ -37,20 +38,25 @@ def validate(space):
   for field in ("scan_inputs", "remat"):
     _need(isinstance(space.get(field, False), bool), field, "true or false", space.get(field))
   ops_lib.check_ops(list(space.ops))
+  cell_lib.origin_after(space)
   _need(space.channels % 2 == 0, "channels", "an even number", space.channels)
 
 
 def derive(space_config, prior_state, search_config):
-  """The discrete cells: prune by γ, then the top-k (edge, op) per node."""
+  """The discrete cells: prune by γ, then per node the top-k by the rank score
+  (`search.rank_by`) under `search.derivation` ("pairs" or "edges", see
+  `export.derive_cell`)."""
   spec = darts.cell_spec(space_config)
   cells = {}
   for kind in darts.CELL_TYPES:
     if kind not in prior_state["gamma"]:
       cells[kind] = {"edges": [], "concat": []}
       continue
-    gamma = group_values(prior_state["gamma"][kind]["ops"], search_config.grouping)
+    score = group_values(prior_state.get("score", prior_state["gamma"])[kind]["ops"],
+                         search_config.grouping)
     keep = group_keep(prior_state["keep"][kind]["ops"], search_config.grouping)
-    cells[kind] = export.derive_cell(gamma, keep, spec, k=search_config.top_k)
+    cells[kind] = export.derive_cell(score, keep, spec, k=search_config.top_k,
+                                     rule=search_config.get("derivation", "pairs"))
   return export.genotype_from_cells(cells["normal"], cells["reduce"])
 
 

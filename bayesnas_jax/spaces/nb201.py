@@ -31,6 +31,7 @@ import numpy as np
 
 from bayesnas_jax import export, nn
 from bayesnas_jax.spaces.base import SearchSpace, group_keep, group_values
+from bayesnas_jax.spaces import cell as cell_lib
 from bayesnas_jax.spaces.cell import CellSpec, masked_arch, take
 from bayesnas_jax.spaces.ops import numpy_rng
 
@@ -60,6 +61,7 @@ def validate(space):
         f"a non-empty list of distinct ops from {list(NB201_OPS)}", ops)
   _need(isinstance(space.get("remat", False), bool), "remat", "true or false",
         space.get("remat"))
+  cell_lib.origin_after(space)
 
 
 # --- Weights --------------------------------------------------------------
@@ -123,14 +125,18 @@ def apply_op(name, weights, x, edge):
   raise ValueError(f"nb201: unknown op {name!r}")
 
 
-def apply_cell(weights, origin, op_scalars, x, spec: CellSpec, remat=False):
+def apply_cell(weights, origin, op_scalars, x, spec: CellSpec, remat=False,
+               origin_after=False):
   """The cell DAG on input x; origin [6], op_scalars [6, O] (already masked).
-  Returns node 3, the cell output."""
+  Returns node 3, the cell output. `origin_after` puts w⁰ on the edge's output
+  (`config.space.origin = "output"`) instead of its input."""
   def edge_out(weights, x, e, origin_e, ops_e):
-    x = nn.scale(x, origin_e)
+    if not origin_after:
+      x = nn.scale(x, origin_e)
     outs = [nn.scale(apply_op(name, weights, x, e), take(ops_e, o))
             for o, name in enumerate(spec.ops)]
-    return nn.add(*outs)
+    out = nn.add(*outs)
+    return nn.scale(out, origin_e) if origin_after else out
 
   nodes = [x]
   for node in spec.intermediate:
@@ -159,6 +165,7 @@ def apply(weights, arch, images, config, masks=None):
   arch = masked_arch(arch, masks)
   origin, op_scalars = take(arch[KIND]["origin"], 0), take(arch[KIND]["ops"], 0)
   remat = bool(config.get("remat", False))
+  after = cell_lib.origin_after(config)
   mode = nn.mode_of(*jax.tree_util.tree_leaves((weights, arch), is_leaf=nn.is_probed))
   x = nn.batch_norm(nn.conv2d(images, weights["stem"]))
   for stage, cells in enumerate(weights["stages"]):
@@ -168,7 +175,7 @@ def apply(weights, arch, images, config, masks=None):
     x = nn.as_probed(x, mode)
 
     def step(x, cell_weights):
-      return apply_cell(cell_weights, origin, op_scalars, x, spec, remat), None
+      return apply_cell(cell_weights, origin, op_scalars, x, spec, remat, after), None
 
     if cells:
       x, _ = jax.lax.scan(step, x, cells)
@@ -243,8 +250,10 @@ def load_architecture(path, ops=NB201_OPS):
 
 def derive(prior_state, search_config, spec: CellSpec):
   """Per edge: `none` if pruned (its origin, or every op), else the surviving
-  op with the largest γ (ties to the first op in `spec.ops`)."""
-  gamma = group_values(prior_state["gamma"][KIND]["ops"], search_config.grouping)
+  op with the largest rank score (`search.rank_by`: γ, or the saliency w²H;
+  ties to the first op in `spec.ops`)."""
+  gamma = group_values(prior_state.get("score", prior_state["gamma"])[KIND]["ops"],
+                       search_config.grouping)
   keep = group_keep(prior_state["keep"][KIND]["ops"], search_config.grouping)
   keep_origin = group_keep(prior_state["keep"][KIND]["origin"], search_config.grouping)
   gamma, keep, keep_origin = (np.reshape(a, s) for a, s in (
