@@ -96,12 +96,11 @@ def init(key, genotype, config, dtype=jnp.float32):
 
 
 def _cell(params, stats, x, genotype, ctx):
-  nodes, new_stats = [x], [None] * len(genotype)
+  nodes, new_stats = [x], list(stats)  # edges without BN keep their (empty) stats
   for k in range(1, 4):
     total = None
     for e, (j, target) in enumerate(EDGES):
       if target != k or genotype[e] == nb201.NONE:
-        new_stats[e] = stats[e]
         continue
       y, new_stats[e] = _op_apply(genotype[e], params[e], stats[e], nodes[j], ctx)
       total = y if total is None else total + y
