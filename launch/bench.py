@@ -4,8 +4,9 @@ Prints one JSON object for the config's search network (default: the 8-cell,
 C=16 DARTS network of configs/darts_cifar10_search.py) with the joint W+w
 training step and the curvature step measured side by side in one run, on
 synthetic CIFAR-shaped data: device, batch, compile_s (both steps),
-train_step_s, images_per_s, curvature_step_s, ratio (curvature / training
-step) and peak_bytes (XLA's buffer assignment: arguments + outputs + temporaries
+train_step_s, images_per_s, curvature_source and arch_scalars (the exact
+sources cost one pass per scalar and batch), curvature_step_s, ratio
+(curvature / training step) and peak_bytes (XLA's buffer assignment: arguments + outputs + temporaries
 of the larger step; on GPU also the allocator's peak).
 """
 import datetime
@@ -52,7 +53,9 @@ def main(argv):
   state = initial_state(config, space, jax.random.PRNGKey(0), (size, size, 3))
   _, train_step, curvature_step, _ = objective.make_steps(config, space)
   key = jax.random.PRNGKey(1)
-  train_args = (state["params"], state["opt_state"], batch, key, state["prior"]["omega"],
+  penalty = objective.penalty_weights(state["prior"]["omega"],
+                                     objective.penalty_lambdas(config.search, 1))
+  train_args = (state["params"], state["opt_state"], batch, key, penalty,
                 state["masks"], jnp.asarray(1.0))
   curvature_args = (state["params"], batch, state["masks"])
   start = time.perf_counter()
@@ -69,7 +72,8 @@ def main(argv):
       "devices": jax.device_count(),
       "date": datetime.date.today().isoformat(),
       "batch": batch_size,
-      "layers": config.space.layers,
+      "space": config.space.name,
+      "layers": config.space.get("layers", config.space.get("cells_per_stage")),
       "channels": config.space.channels,
       "ops": len(config.space.ops),
       "compute_dtype": config.search.compute_dtype,
@@ -78,6 +82,9 @@ def main(argv):
       "compile_s": {"train": round(train_compile, 2), "curvature": round(curvature_compile, 2)},
       "train_step_s": round(train_s, 5),
       "images_per_s": round(batch_size / train_s, 1),
+      "curvature_source": config.search.get("curvature_source", "recursion"),
+      "arch_scalars": int(sum(np.size(a) for a in jax.tree_util.tree_leaves(
+          state["params"]["arch"]))),
       "curvature_step_s": round(curvature_s, 5),
       "ratio": round(curvature_s / train_s, 3),
       "peak_bytes": {"train": _memory(train_compiled),

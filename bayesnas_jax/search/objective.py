@@ -65,9 +65,13 @@ def penalty_lambdas(search, steps_per_round):
 
 
 def penalty_weights(omega, lambdas):
-  """λ_part · ω per group: the `penalty` argument of the train step."""
-  return {kind: {part: lambdas[part] * omega[kind][part] for part in ("origin", "ops")}
-          for kind in omega}
+  """The `penalty` argument of the train step: (λ_ops, per-group weights), the
+  penalty being λ_ops · Σ_g weight_g‖w_g‖ with weight = ω on op scalars and
+  ω·λ_origin/λ_ops on origins."""
+  ratio = {"origin": lambdas["origin"] / lambdas["ops"], "ops": 1.0}
+  weights = {kind: {part: omega[kind][part] * ratio[part] if ratio[part] != 1.0
+                    else omega[kind][part] for part in ("origin", "ops")} for kind in omega}
+  return jnp.asarray(lambdas["ops"], jnp.float32), weights
 
 
 def l2_penalty(weights):
@@ -149,8 +153,7 @@ def _build_steps(config, space):
   """Builds the jitted steps for `config` (input and search fields) on `space`.
 
   train_step(params, opt_state, batch, key, penalty, masks, arch_scale) does one
-  SGD step on eq. 21 (`penalty` holds the coefficient of each group's ‖w_g‖,
-  λ_w·ω_g: see `penalty_coefficients`) and returns (params, opt_state, metrics, curvature), the
+  SGD step on eq. 21 (`penalty` = (λ, per-group ω): see `penalty_weights`) and returns (params, opt_state, metrics, curvature), the
   curvature of E_D w.r.t. the architecture scalars when
   `search.curvature_pass == "during"` (else None); arch_scale = 0 freezes the architecture scalars (weights
   warm-up, retraining a derived cell). curvature_step(params, batch, masks)
@@ -166,7 +169,8 @@ def _build_steps(config, space):
     return loss + penalties(params, penalty), (loss, _accuracy(logits, labels))
 
   def penalties(params, penalty):
-    return (sparsity_penalty(params["arch"], penalty, search.grouping)
+    coefficient, weights = penalty
+    return (coefficient * sparsity_penalty(params["arch"], weights, search.grouping)
             + search.weight_decay * l2_penalty(params["weights"]))
 
   def apply_update(params, opt_state, grads, masks, arch_scale):

@@ -227,7 +227,7 @@ def _step(kind, state, batch, key, train_step, curvature_step, eval_step, accumu
     arch_scale = jnp.asarray(1.0 if kind == "train" else 0.0)
     penalty = objective.penalty_weights(state["prior"]["omega"], lambdas)
     if kind in ("retrain", "step5"):
-      penalty = jax.tree_util.tree_map(jnp.zeros_like, penalty)
+      penalty = (jnp.zeros_like(penalty[0]), penalty[1])
     params, opt_state, metrics, curvature = train_step(
         state["params"], state["opt_state"], batch, key, penalty, state["masks"], arch_scale)
     state = {**state, "params": params, "opt_state": opt_state}
