@@ -135,6 +135,46 @@ def test_quality_benchmarks_share_random_cells(benchmark, tmp_path):
   assert "--random_workdir" in changed.stderr and "another protocol" in changed.stderr
 
 
+def test_rederive_reproduces_and_reranks_a_finished_search(benchmark, tmp_path):
+  """launch.rederive with the search's own options gives its genotype back;
+  with rank_by=curvature each live edge takes its kept op of largest H, read
+  here straight from architecture.json."""
+  workdir, first, _ = benchmark
+  assert first.returncode == 0, first.stderr[-3000:]
+  source = workdir / "search_seed0"
+  env = {**os.environ, "PYTHONPATH": ROOT, "JAX_PLATFORMS": "cpu"}
+
+  def rederive(target, *overrides):
+    result = subprocess.run(
+        [sys.executable, "-m", "launch.rederive",
+         f"--config={ROOT}/configs/nb201_cifar10_search.py:tiny", f"--from_dir={source}",
+         f"--workdir={target}", *overrides], cwd=ROOT, env=env, capture_output=True,
+        text=True, timeout=600, check=False)
+    assert result.returncode == 0, result.stderr[-3000:]
+    with open(target / "genotype.json", encoding="utf-8") as f:
+      return json.load(f)
+
+  with open(source / "genotype.json", encoding="utf-8") as f:
+    assert rederive(tmp_path / "same") == json.load(f)
+  by_curvature = rederive(tmp_path / "curv", "--config.search.rank_by=curvature")
+  with open(source / "architecture.json", encoding="utf-8") as f:
+    scalars = json.load(f)["rounds"][-1]["scalars"]
+  for op, j, k in by_curvature["cell"]:
+    edge = [s for s in scalars if (s["from"], s["to"]) == (j, k)]
+    origin = [s for s in edge if s["op"] == "origin"][0]
+    kept = [s for s in edge if s["op"] != "origin" and s["kept"]]
+    if not origin["kept"] or not kept:
+      assert op == "none"
+    else:
+      assert op == max(kept, key=lambda s: s["H"])["op"]
+  bad = subprocess.run(
+      [sys.executable, "-m", "launch.rederive",
+       f"--config={ROOT}/configs/nb201_cifar10_search.py:tiny", f"--from_dir={tmp_path}",
+       f"--workdir={tmp_path / 'x'}"], cwd=ROOT, env=env, capture_output=True, text=True,
+      timeout=600, check=False)
+  assert bad.returncode == 2 and "architecture.json" in bad.stderr
+
+
 def test_quality_benchmark_rejects_bad_flags(tmp_path):
   env = {**os.environ, "PYTHONPATH": ROOT, "JAX_PLATFORMS": "cpu"}
   result = subprocess.run(

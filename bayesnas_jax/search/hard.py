@@ -17,7 +17,7 @@ from bayesnas_jax import prior
 from bayesnas_jax.spaces.cell import CellSpec
 
 GROUPINGS = ("cell_type", "none")
-RANK_BY = ("gamma", "saliency")
+RANK_BY = ("gamma", "saliency", "curvature")
 ZERO_CURVATURE = ("keep", "prune")
 
 
@@ -58,11 +58,15 @@ def rank_score(rank_by, w, curvature, gamma, grouping):
   ½(q − 1 − ln q) with q = w²H/λ_w, grows with w²H. Unlike |w| or γ it does not
   change when an op's output is rescaled (w → w/c, H → c²H), and the order it
   gives does not depend on λ_w.
+  "curvature": Σ_m H_m, the data's precision for the scalar (the saliency the
+  op would have at w = 1, the value Algorithm 1 step 5 gives every survivor);
+  unlike w²H it does not read how far the L1 penalty has shrunk w.
   """
   if rank_by == "gamma":
     return gamma
-  sal = jnp.square(w) * jnp.maximum(curvature, 0)
-  return jnp.sum(sal, axis=0) if grouping == "cell_type" else sal
+  h = jnp.maximum(curvature, 0)
+  value = h if rank_by == "curvature" else jnp.square(w) * h
+  return jnp.sum(value, axis=0) if grouping == "cell_type" else value
 
 
 @functools.partial(jax.jit, static_argnames=("spec", "lambda_w", "grouping", "dependency",

@@ -1,0 +1,103 @@
+"""Derive a finished search again under other derivation options, without searching.
+
+  python -m launch.rederive --config=configs/nb201_cifar10_search.py:cpu \
+      --from_dir=DIR/search_seed0 --workdir=NEW/search_seed0 \
+      --config.search.rank_by=curvature
+
+Reads the last round of `--from_dir/architecture.json` (w, H, γ and the keep
+flags of every scalar), ranks by `config.search.rank_by` and derives by the
+space's rule (`config.search.derivation` for DARTS), and writes the space's
+files (genotype.json, plots, …) and a summary.json to `--workdir`, which names
+the search it came from. Only options that act after the last HARD update can
+be studied this way (rank_by, derivation, top_k); pruning is the search's. A
+`launch.quality` run pointed at the new searches' parent directory then
+benchmarks the new cells (the searches count as done).
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+import numpy as np
+from absl import app
+from absl import flags
+from ml_collections import config_flags
+
+from bayesnas_jax import export, launcher, spaces
+from bayesnas_jax.search import hard
+
+FLAGS = flags.FLAGS
+config_flags.DEFINE_config_file("config", None, "The search config (its space and the "
+                                "derivation options to apply).", lock_config=True)
+flags.DEFINE_string("from_dir", None, "Workdir of a finished search.")
+flags.DEFINE_string("workdir", None, "Where to write the re-derived architecture.")
+flags.mark_flags_as_required(["config", "from_dir", "workdir"])
+
+
+def prior_state_from_records(path, space, grouping):
+  """The per-group γ, keep flags and, for every `rank_by`, the rank score of
+  the last round in architecture.json, shaped as the search's prior state."""
+  try:
+    with open(path, encoding="utf-8") as f:
+      rounds = json.load(f)["rounds"]
+  except (OSError, ValueError, KeyError) as err:
+    raise ValueError(f"{path}: expected a search's architecture.json ({err})") from None
+  if not rounds:
+    raise ValueError(f"{path}: no round was recorded")
+  scalars = rounds[-1]["scalars"]
+  state = {"gamma": {}, "keep": {}, "w": {}, "H": {}}
+  for kind, spec in space.cells.items():
+    mine = [s for s in scalars if s["cell_type"] == kind]
+    cells = 1 + max(s["cell"] for s in mine)
+    arrays = {name: {"origin": np.zeros((cells, spec.num_edges)),
+                     "ops": np.zeros((cells, spec.num_edges, len(spec.ops)))}
+              for name in ("w", "H", "gamma", "kept")}
+    index = {edge: e for e, edge in enumerate(spec.edges)}
+    for s in mine:
+      e = index[(s["from"], s["to"])]
+      part, at = (("origin", (s["cell"], e)) if s["op"] == "origin"
+                  else ("ops", (s["cell"], e, spec.ops.index(s["op"]))))
+      for name in arrays:
+        arrays[name][part][at] = float(s[name])
+    for name in ("w", "H"):
+      state[name][kind] = arrays[name]
+    group = (lambda a: a[0]) if grouping == "cell_type" else (lambda a: a)
+    state["gamma"][kind] = {p: group(arrays["gamma"][p]) for p in ("origin", "ops")}
+    state["keep"][kind] = {p: group(arrays["kept"][p]).astype(bool) for p in ("origin", "ops")}
+  return state
+
+
+def rederive(config, from_dir, workdir):
+  space = spaces.make(config.space)
+  search = config.search
+  state = prior_state_from_records(os.path.join(from_dir, "architecture.json"), space,
+                                   search.grouping)
+  state["score"] = {
+      kind: {p: np.asarray(hard.rank_score(search.rank_by, state["w"][kind][p],
+                                           state["H"][kind][p], state["gamma"][kind][p],
+                                           search.grouping)) for p in ("origin", "ops")}
+      for kind in space.cells}
+  architecture = space.derive(state, search)
+  os.makedirs(workdir, exist_ok=True)
+  fields = space.export(workdir, architecture, state, search)
+  with open(os.path.join(from_dir, "summary.json"), encoding="utf-8") as f:
+    original = json.load(f)
+  summary = {**fields, "rederived_from": os.path.abspath(from_dir),
+             "rank_by": search.rank_by, "derivation": search.get("derivation", "pairs"),
+             "search_seconds": original.get("search_seconds"),
+             "derived_params": space.parameter_count(architecture),
+             "genotype": architecture}
+  export.write_json(os.path.join(workdir, "summary.json"), summary)
+  return summary
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  sys.exit(launcher.run_guarded(lambda: rederive(FLAGS.config, FLAGS.from_dir,
+                                                 FLAGS.workdir)))
+
+
+if __name__ == "__main__":
+  app.run(main)
