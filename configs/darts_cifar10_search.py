@@ -91,12 +91,13 @@ def get_config(arg=None):
   config.search.dependency = "full"  # full (SPEC §2) | edge_only (released code)
   config.search.grouping = "cell_type"  # cell_type (eq. 21) | none (eq. 16)
   config.search.prune_threshold = 0.05854983152431917  # 1/(2πe): entropy ≤ 0.
-  config.search.top_k = 2  # (edge, op) pairs kept per node in the derived cell.
-  # Method options of SPEC §7 (README, "Method options"; QUALITY.md has the evidence).
+  config.search.top_k = 2  # inputs (edges, or (edge, op) pairs) per node in the cell.
+  # Method options of SPEC §7 (README, "Method options"; QUALITY.md has the evidence
+  # the defaults were chosen by; the paper's literal choices are the first listed).
   config.search.curvature_source = "recursion"  # recursion | exact | ggn (arch scalars)
-  config.search.rank_by = "gamma"  # gamma | saliency (w²H): what derivation ranks by
-  config.search.derivation = "pairs"  # pairs | edges (DARTS: best op per edge, k edges)
-  config.search.zero_curvature = "keep"  # keep | prune: groups with H ≤ tol·λ_w
+  config.search.rank_by = "curvature"  # gamma | curvature (H) | saliency (w²H)
+  config.search.derivation = "edges"  # pairs | edges (DARTS: best op per edge, k edges)
+  config.search.zero_curvature = "prune"  # keep | prune: groups with H ≤ tol·λ_w
   config.search.zero_tolerance = 1e-6
   config.search.lambda_w_origin = 0.0  # > 0: the origin scalars' own λ_w
   config.search.penalty_budget = 0.0  # > 0: L1 budget per round (lr·coef·steps)

@@ -164,8 +164,13 @@ def test_darts_search_reproduces_the_recorded_result(tmp_path):
   than the tolerance."""
   data = make_image_folder(tmp_path / "noise", separable=False)
   workdir = str(tmp_path / "run")
-  run.run_search(tiny_config(data, **{"retrain.epochs": 0, "tensorboard": False}), workdir,
-                 log=lambda _: None)
+  # The literal method of that commit (SPEC §1–3), whatever the defaults are now.
+  legacy = {"space.origin": "input", "search.curvature_source": "recursion",
+            "search.rank_by": "gamma", "search.derivation": "pairs",
+            "search.zero_curvature": "keep", "search.penalty_budget": 0.0,
+            "search.lambda_w_origin": 0.0, "search.retrain_between_rounds": 0}
+  run.run_search(tiny_config(data, **{"retrain.epochs": 0, "tensorboard": False, **legacy}),
+                 workdir, log=lambda _: None)
   recorded = _read(os.path.join(ROOT, "tests", "data"), "darts_tiny_architecture.json")
   result = _read(workdir, "architecture.json")
   assert _read(workdir, "genotype.json") == _read(os.path.join(ROOT, "tests", "data"),
