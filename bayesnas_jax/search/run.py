@@ -264,6 +264,11 @@ def _update(state, config, space, round_, workdir, log):
   total = sum(int(np.size(np.asarray(v["ops"]))) for v in new_prior["keep"].values())
   log(f"round {round_ + 1}: kept {kept}/{total} (edge, op) groups; "
       f"{int(clamped)} negative curvature entries clamped")
+  for kind, keep in new_prior["keep"].items():
+    if not np.any(np.asarray(keep["ops"])):
+      log(f"warning: round {round_ + 1} pruned every (edge, op) group of the {kind} cells; "
+          f"the derived {kind} cell is empty (lower search.lambda_w or "
+          f"search.penalty_budget)")
   masks = hard.network_masks(new_prior["keep"], state["params"]["arch"])
   arch = jax.tree_util.tree_map(lambda w, m: w * m, state["params"]["arch"], masks)
   return {**state, "prior": new_prior, "masks": masks,
