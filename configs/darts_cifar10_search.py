@@ -66,7 +66,7 @@ def get_config(arg=None):
   # (8 cells, batch 64: 6.1 GB instead of 17.1 GB, and a faster step on CPU;
   # BENCHMARKS.md). Same gradients and curvature.
   config.space.remat = True
-  config.space.origin = "input"  # input (SPEC §1) | output (w⁰ after the ops, §7)
+  config.space.origin = "output"  # input (SPEC §1) | output (w⁰ after the ops, §7)
 
   config.search = ml_collections.ConfigDict()
   config.search.rounds = 1  # T_max; each round is one epoch of joint training.
@@ -83,7 +83,9 @@ def get_config(arg=None):
   # bfloat16: the network computes in bf16; curvature accumulation and the prior
   # update stay float32.
   config.search.compute_dtype = "float32"
-  config.search.curvature_batches = 0  # 0: all batches of the round; K: the last K.
+  # 0: all batches of the round; K: the last K (the exact sources cost one pass per
+  # scalar and batch: the default takes 10).
+  config.search.curvature_batches = 10
   # after: a pass with frozen weights after the round's training (Algorithm 1).
   # during: the curvature comes out of the training steps' own backward pass
   # (one compiled step, no extra pass; weights move while it is measured).
@@ -94,7 +96,7 @@ def get_config(arg=None):
   config.search.top_k = 2  # inputs (edges, or (edge, op) pairs) per node in the cell.
   # Method options of SPEC §7 (README, "Method options"; QUALITY.md has the evidence
   # the defaults were chosen by; the paper's literal choices are the first listed).
-  config.search.curvature_source = "recursion"  # recursion | exact | ggn (arch scalars)
+  config.search.curvature_source = "ggn"  # recursion | exact | ggn (arch scalars)
   config.search.rank_by = "curvature"  # gamma | curvature (H) | saliency (w²H)
   config.search.derivation = "edges"  # pairs | edges (DARTS: best op per edge, k edges)
   config.search.zero_curvature = "prune"  # keep | prune: groups with H ≤ tol·λ_w

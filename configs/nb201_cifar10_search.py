@@ -28,7 +28,7 @@ def get_config(arg=None):
   config.space.cells_per_stage = 5
   config.space.num_classes = 10
   config.space.remat = False
-  config.space.origin = "input"  # input (SPEC §1) | output (w⁰ after the ops, §7)
+  config.space.origin = "output"  # input (SPEC §1) | output (w⁰ after the ops, §7)
   config.input.batch_size = 64
   # Quality benchmark protocol (`python -m launch.quality`): NB201's short
   # protocol, 12 epochs of configs/nb201_cifar10_eval.py at the search's size.

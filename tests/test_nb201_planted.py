@@ -145,6 +145,7 @@ def space_config(cfg: Settings):
   space.channels = cfg.channels
   space.cells_per_stage = 1
   space.num_classes = cfg.classes
+  space.origin = "input"  # the placement these figures were measured with (SPEC §1)
   return space
 
 
