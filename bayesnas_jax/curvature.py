@@ -119,16 +119,11 @@ def exact_diagonal(loss_fn: Callable, params: Any, *args, wrt=None, chunk: int =
 
   grad_fn = jax.grad(loss_of_flat)
 
-  def hvp_entry(index):
-    unit = jnp.zeros_like(flat).at[index].set(1)
-    return jax.jvp(grad_fn, (flat,), (unit,))[1][index]
+  def hvp_entry(flat_, index):
+    unit = jnp.zeros_like(flat_).at[index].set(1)
+    return jax.jvp(grad_fn, (flat_,), (unit,))[1][index]
 
-  n = flat.shape[0]
-  indices = jnp.arange(n)
-  padded = -(-n // chunk) * chunk
-  indices = jnp.pad(indices, (0, padded - n)).reshape(-1, chunk)
-  diag = jax.lax.map(jax.vmap(hvp_entry), indices).reshape(-1)[:n]
-  return unravel(diag)
+  return _flat_entries(hvp_entry, params, wrt, chunk)
 
 
 def _flat_entries(fn, params, wrt, chunk):
@@ -171,8 +166,7 @@ def softmax_ggn_diagonal(logits_fn: Callable, params: Any, *args, wrt=None,
                      f"shape {jnp.shape(logits)}")
   probs = jax.nn.softmax(logits, axis=-1)
 
-  def entry(flat, index):
-    del flat
+  def entry(_, index):
     # J e_i as the transpose of the (linear) VJP, u ↦ Jᵀu: reverse over
     # reverse, since the library's primitives define reverse-mode rules only.
     jac = jax.grad(lambda u: vjp_fn(u)[0][index])(jnp.zeros_like(logits))

@@ -100,6 +100,7 @@ from bayesnas_jax import nn, spaces  # noqa: E402
 from bayesnas_jax.curvature import value_grad_curvature  # noqa: E402
 from bayesnas_jax.search import hard, objective  # noqa: E402
 from bayesnas_jax.spaces import nb201  # noqa: E402
+from tests_support import parse_sweep_args  # noqa: E402
 from configs import nb201_cifar10_search  # noqa: E402
 
 TEACHER = "|nor_conv_3x3~0|+|none~0|nor_conv_3x3~1|+|skip_connect~0|avg_pool_3x3~1|avg_pool_3x3~2|"
@@ -370,21 +371,9 @@ def test_search_recovers_teacher_edges(searches):
 # The sweep: python tests/test_nb201_planted.py [SEEDS] [field=value ...]
 
 
-def _parse(args):
-  seeds, fields = 10, {}
-  for arg in args:
-    if "=" not in arg:
-      seeds = int(arg)
-      continue
-    name, value = arg.split("=", 1)
-    kind = type(getattr(SETTINGS, name))
-    fields[name] = value if kind is str else kind(value)
-  return seeds, SETTINGS._replace(**fields)
-
-
 def main(args):
   jax.config.update("jax_enable_x64", True)
-  seeds, cfg = _parse(args)
+  seeds, cfg = parse_sweep_args(args, SETTINGS, 10)
   print(cfg)
   start, edges, cells = time.time(), 0, 0
   teacher = teacher_edges(cfg)

@@ -79,6 +79,7 @@ from bayesnas_jax import nn, prior  # noqa: E402
 from bayesnas_jax.curvature import value_grad_curvature  # noqa: E402
 from bayesnas_jax.search import hard, objective  # noqa: E402
 from bayesnas_jax.spaces.cell import CellSpec  # noqa: E402
+from tests_support import parse_sweep_args  # noqa: E402
 
 # ----------------------------------------------------------------------------
 # The space: a dense cell on vectors, two inputs and two intermediate nodes
@@ -327,21 +328,9 @@ def test_planted_cell_is_not_additive():
 # The sweep: python tests/test_planted.py [SEEDS] [field=value ...]
 
 
-def _parse(args):
-  seeds, fields = 20, {}
-  for arg in args:
-    if "=" not in arg:
-      seeds = int(arg)
-      continue
-    name, value = arg.split("=", 1)
-    kind = type(getattr(SETTINGS, name))
-    fields[name] = value if kind is str else kind(value)
-  return seeds, SETTINGS._replace(**fields)
-
-
 def main(args):
   jax.config.update("jax_enable_x64", True)
-  seeds, cfg = _parse(args)
+  seeds, cfg = parse_sweep_args(args, SETTINGS, 20)
   print(cfg)
   start, successes = time.time(), 0
   planted = planted_index()

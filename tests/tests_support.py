@@ -22,3 +22,18 @@ def make_image_folder(root, train_per_class=16, test_per_class=3, size=8,
                   else rng.integers(0, 256, (size, size, 3)))
         Image.fromarray(pixels.astype(np.uint8)).save(os.path.join(folder, f"{i}.png"))
   return str(root)
+
+
+def parse_sweep_args(args, settings, seeds):
+  """`[SEEDS] [field=value ...]` of a planted-teacher sweep script: the number
+  of seeds (default `seeds`) and `settings` (a NamedTuple) with the fields
+  replaced, each parsed as its default's type."""
+  fields = {}
+  for arg in args:
+    if "=" not in arg:
+      seeds = int(arg)
+      continue
+    name, value = arg.split("=", 1)
+    kind = type(getattr(settings, name))
+    fields[name] = value if kind is str else kind(value)
+  return seeds, settings._replace(**fields)

@@ -69,8 +69,8 @@ def penalty_weights(omega, lambdas):
   penalty being λ_ops · Σ_g weight_g‖w_g‖ with weight = ω on op scalars and
   ω·λ_origin/λ_ops on origins."""
   ratio = {"origin": lambdas["origin"] / lambdas["ops"], "ops": 1.0}
-  weights = {kind: {part: omega[kind][part] * ratio[part] if ratio[part] != 1.0
-                    else omega[kind][part] for part in ("origin", "ops")} for kind in omega}
+  weights = {kind: {part: omega[kind][part] * ratio[part] for part in ("origin", "ops")}
+             for kind in omega}
   return jnp.asarray(lambdas["ops"], jnp.float32), weights
 
 

@@ -147,6 +147,10 @@ def run_search(config, workdir: str, log=print, space=None):
       progress = Progress(f"[{index + 1}/{len(phases)}] {label}", steps, batch_size)
       started = time.perf_counter()
       metrics = {}
+      # λ·ω of eq. 21 for this phase (ω changes only at an update).
+      penalty = objective.penalty_weights(state["prior"]["omega"], lambdas)
+      if kind in ("retrain", "step5"):
+        penalty = (jnp.zeros_like(penalty[0]), penalty[1])
       if kind == "update":
         state = _update(state, config, space, round_, workdir, log)
         if round_ < config.search.rounds - 1 and config.search.get("retrain_between_rounds", 0):
@@ -168,7 +172,7 @@ def run_search(config, workdir: str, log=print, space=None):
         accumulate = (kind == "train" and config.search.curvature_pass == "during"
                       and phases[index + 1][0] == "update" and (k == 0 or step >= steps - k))
         state, metrics = _step(kind, state, batch, key, train_step, curvature_step,
-                               eval_step, accumulate, lambdas)
+                               eval_step, accumulate, penalty)
         position["step"] += 1
         position["global_step"] += 1
         steps_this_launch += 1
@@ -216,18 +220,14 @@ def step5_reset(state, optimizer):
   """Algorithm 1 step 5 before the next round: w = 1 on every surviving scalar
   (0 on the pruned), and a fresh optimizer state, so that the weights train in
   the standard way on the pruned network (the "step5" phase, w frozen)."""
-  arch = jax.tree_util.tree_map(lambda m: jnp.ones_like(m) * m, state["masks"])
-  params = {**state["params"], "arch": arch}
+  params = {**state["params"], "arch": state["masks"]}  # 1 on survivors, 0 on the pruned
   return {**state, "params": params, "opt_state": optimizer.init(params)}
 
 
 def _step(kind, state, batch, key, train_step, curvature_step, eval_step, accumulate,
-          lambdas):
+          penalty):
   if kind in ("warmup", "train", "retrain", "step5"):
     arch_scale = jnp.asarray(1.0 if kind == "train" else 0.0)
-    penalty = objective.penalty_weights(state["prior"]["omega"], lambdas)
-    if kind in ("retrain", "step5"):
-      penalty = (jnp.zeros_like(penalty[0]), penalty[1])
     params, opt_state, metrics, curvature = train_step(
         state["params"], state["opt_state"], batch, key, penalty, state["masks"], arch_scale)
     state = {**state, "params": params, "opt_state": opt_state}
