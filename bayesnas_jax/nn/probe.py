@@ -60,7 +60,11 @@ class Probed:
         "nn.add, nn.scale, nn.concat, ... or nn.value_of(x) for a plain array")
 
   __add__ = __radd__ = __mul__ = __rmul__ = __sub__ = __rsub__ = _no_arithmetic
-  __truediv__ = __matmul__ = __neg__ = __getitem__ = _no_arithmetic
+  __truediv__ = __matmul__ = __neg__ = _no_arithmetic
+
+  def __getitem__(self, index):
+    """Indexing and slicing select entries (a 0/1 map): x[i], x[:, 2:4], …"""
+    return structural(lambda v: v[index], self)
 
 
 def is_probed(x: Any) -> bool:

@@ -1,0 +1,209 @@
+"""The HARD prior as state for your own training loop (paper Algorithm 1).
+
+For any pytree of architecture scalars — e.g. the "arch" collection of a Flax
+model built with `bayesnas_jax.flax` — and the diagonal curvature of the data
+loss with respect to them (`value_grad_curvature`, accumulated over a round):
+
+    state = hard_prior.init(arch)
+    loss = data_loss + hard_prior.penalty(arch, state, lambda_w)      # eq. 16
+    ...one round of training, accumulating H...
+    state = hard_prior.update(state, arch, H, lambda_w=lambda_w,      # eqs. 17–20
+                              dependency={"block2/mix/w": ("block1/mix/w",)})
+    arch = hard_prior.apply_masks(arch, state)                         # pruned → 0
+    choice = hard_prior.select(hard_prior.scores(arch, H, state), state)
+
+Per scalar, eq. 17 C = (1/γ + H/λ_w)⁻¹, eq. 18 ω = sqrt(γ − C)/γ, eq. 19
+s = |w|/ω; eq. 20 turns the switches s into prior variances γ along a
+dependency graph; a scalar is pruned for good once γ ≤ 1/(2πe) (its prior's
+entropy ≤ 0). Every function is pure and jittable; `update` checks at its
+boundary that the curvature matches the scalars in structure and shape and is
+finite, since a NaN would silently prune (or keep) everything downstream.
+
+The dependency graph names leaves by their path, keys joined by "/" (as
+`flax.traverse_util.flatten_dict(sep="/")`; `paths(arch)` lists them). It maps
+a leaf to the leaves it depends on ("parents"): the leaf matters only if its
+own switch AND the information reaching it are on, and the information is the
+OR of its parents, so
+
+    γ_leaf = h(s_leaf, Σ_parents Σ_entries γ_parent),   h(a, b) = (1/a + 1/b)⁻¹,
+
+with the parents' γ computed first (the "full" rule of SPEC §2 applied
+recursively; a leaf without parents has γ = s, plain ARD). Each parent
+contributes the sum of its entries (its alternatives are OR-ed). Cycles and
+unknown names raise a ValueError.
+"""
+from __future__ import annotations
+
+import functools
+from typing import Any, Mapping, Sequence
+
+import chex
+import flax.struct
+import jax
+import jax.numpy as jnp
+
+from bayesnas_jax import prior
+
+PRUNE_THRESHOLD = prior.PRUNE_THRESHOLD
+RANK_BY = ("gamma", "curvature", "saliency")
+
+
+@flax.struct.dataclass
+class HardState:
+  """Per architecture scalar: prior variance γ (eq. 20), re-weighting ω
+  (eq. 18, the penalty's weight), keep flag; `rounds` updates so far."""
+  gamma: Any
+  omega: Any
+  keep: Any
+  rounds: jnp.ndarray
+
+
+def _path_name(path) -> str:
+  parts = []
+  for key in path:
+    for attr in ("key", "name", "idx"):
+      if hasattr(key, attr):
+        parts.append(str(getattr(key, attr)))
+        break
+    else:
+      parts.append(str(key))
+  return "/".join(parts)
+
+
+def paths(tree) -> list[str]:
+  """The names of the leaves of `tree`, keys joined by "/", in leaf order."""
+  return [_path_name(p) for p, _ in jax.tree_util.tree_flatten_with_path(tree)[0]]
+
+
+def init(scalars) -> HardState:
+  """Algorithm 1's start: γ = 1, ω = 1, every scalar kept."""
+  ones = jax.tree_util.tree_map(lambda w: jnp.ones(jnp.shape(w), jnp.result_type(w)), scalars)
+  keep = jax.tree_util.tree_map(lambda w: jnp.ones(jnp.shape(w), bool), scalars)
+  return HardState(gamma=ones, omega=ones, keep=keep, rounds=jnp.zeros((), jnp.int32))
+
+
+def masks(state: HardState):
+  """0/1 per scalar: 1 where kept."""
+  return jax.tree_util.tree_map(lambda k, g: k.astype(g.dtype), state.keep, state.gamma)
+
+
+def apply_masks(scalars, state: HardState):
+  """The scalars with the pruned ones set to 0 (they stay 0: apply after each step)."""
+  return jax.tree_util.tree_map(lambda w, k: jnp.where(k, w, jnp.zeros_like(w)), scalars,
+                                state.keep)
+
+
+def penalty(scalars, state: HardState, lambda_w: float):
+  """Eq. 16's sparsity term λ_w Σ ω|w| over the kept scalars (add it to the data
+  loss; ω comes from the last update, 1 before the first)."""
+  terms = jax.tree_util.tree_map(
+      lambda w, om, k: jnp.sum(jnp.where(k, om * jnp.abs(w), 0)), scalars, state.omega,
+      state.keep)
+  return lambda_w * sum(jax.tree_util.tree_leaves(terms))
+
+
+def _check(state, scalars, curvature):
+  chex.assert_trees_all_equal_shapes(scalars, curvature)
+  chex.assert_trees_all_equal_shapes(scalars, state.gamma)
+  leaves = jax.tree_util.tree_leaves(curvature)
+  if not any(isinstance(x, jax.core.Tracer) for x in leaves):
+    chex.assert_tree_all_finite(curvature)
+
+
+def _order(names: Sequence[str], dependency: Mapping[str, Sequence[str]]):
+  """Leaves in an order where every parent comes before its children."""
+  known = set(names)
+  for child, parents in dependency.items():
+    for name in (child, *parents):
+      if name not in known:
+        raise ValueError(f"dependency: {name!r} is not a leaf of the scalars "
+                         f"(leaves: {', '.join(names)})")
+  order, state = [], {}
+
+  def visit(name, stack):
+    if state.get(name) == "done":
+      return
+    if state.get(name) == "visiting":
+      raise ValueError(f"dependency: cycle through {' → '.join(stack + [name])}")
+    state[name] = "visiting"
+    for parent in dependency.get(name, ()):
+      visit(parent, stack + [name])
+    state[name] = "done"
+    order.append(name)
+
+  for name in names:
+    visit(name, [])
+  return order
+
+
+@functools.partial(jax.jit, static_argnames=("lambda_w", "dependency", "threshold"))
+def _update(state, scalars, curvature, *, lambda_w, dependency, threshold):
+  leaves, treedef = jax.tree_util.tree_flatten(scalars)
+  names = paths(scalars)
+  curv = [jnp.maximum(h, 0) for h in treedef.flatten_up_to(curvature)]
+  gamma_old = treedef.flatten_up_to(state.gamma)
+  keep_old = treedef.flatten_up_to(state.keep)
+  updates = [prior.update(w, h, g, lambda_w) for w, h, g in zip(leaves, curv, gamma_old)]
+  parents = dict(dependency)
+  gammas = {}
+  for name in _order(names, parents):
+    s = updates[names.index(name)].switch
+    if parents.get(name):
+      information = sum(jnp.sum(gammas[p]) for p in parents[name])
+      s = prior.harmonic(jnp.maximum(s, 0), jnp.maximum(information, 0))
+    gammas[name] = s
+  gamma = [gammas[n] for n in names]
+  keep = [k & prior.keep_mask(g, threshold) for k, g in zip(keep_old, gamma)]
+  return HardState(gamma=treedef.unflatten(gamma),
+                   omega=treedef.unflatten([u.omega for u in updates]),
+                   keep=treedef.unflatten(keep), rounds=state.rounds + 1)
+
+
+def update(state: HardState, scalars, curvature, *, lambda_w: float,
+           dependency: Mapping[str, Sequence[str]] | None = None,
+           threshold: float = PRUNE_THRESHOLD) -> HardState:
+  """One HARD update after a round (eqs. 17–20 and pruning).
+
+  Args:
+    state: from `init` or the previous update.
+    scalars: the architecture scalars w at the end of the round.
+    curvature: the diagonal curvature H of the data loss per scalar, same
+      structure (negative entries are clamped at 0).
+    lambda_w: the sparsity intensity λ_w, also the noise variance H is divided by.
+    dependency: leaf name → names of the leaves it depends on (module
+      docstring); None or {} for independent scalars.
+    threshold: prune when γ ≤ threshold (1/(2πe)).
+  """
+  if lambda_w <= 0:
+    raise ValueError(f"update: lambda_w must be > 0, got {lambda_w}")
+  _check(state, scalars, curvature)
+  frozen = tuple(sorted((k, tuple(v)) for k, v in (dependency or {}).items()))
+  _order(paths(scalars), dict(frozen))  # names and cycles, with a plain error
+  return _update(state, scalars, curvature, lambda_w=float(lambda_w), dependency=frozen,
+                 threshold=float(threshold))
+
+
+def scores(scalars, curvature, state: HardState, by: str = "curvature"):
+  """What to rank surviving scalars by at the end of a search: "gamma" (the
+  paper's γ), "curvature" (H, the default of this library's searches) or
+  "saliency" (w²H); README "Method options" gives the reasons."""
+  if by not in RANK_BY:
+    raise ValueError(f"scores: by must be one of {RANK_BY}, got {by!r}")
+  if by == "gamma":
+    return state.gamma
+  return jax.tree_util.tree_map(
+      lambda w, h: jnp.maximum(h, 0) * (1 if by == "curvature" else jnp.square(w)),
+      scalars, curvature)
+
+
+def select(scores_, state: HardState, k: int = 1):
+  """Per leaf, the indices of the `k` best kept entries along the last axis
+  (the candidate ops of a mixed op), best first; -1 where fewer than k are kept.
+  A 0-d leaf counts as one alternative."""
+  def top(score, keep):
+    score, keep = jnp.atleast_1d(score), jnp.atleast_1d(keep)
+    score = jnp.where(keep, score, -jnp.inf)
+    order = jnp.argsort(-score, axis=-1)[..., :k]
+    kept = jnp.take_along_axis(keep, order, axis=-1)
+    return jnp.where(kept, order, -1)
+  return jax.tree_util.tree_map(top, scores_, state.keep)

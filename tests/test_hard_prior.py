@@ -1,0 +1,98 @@
+"""`bayesnas_jax.hard_prior`, the HARD prior for a user's own loop, on hand-made cases."""
+import math
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from bayesnas_jax import hard_prior, prior
+
+LAMBDA = 0.01
+
+
+def _scalars():
+  return {"block1": {"w": jnp.asarray([0.8, 0.02, -0.5])}, "block2": {"w": jnp.asarray(0.3)}}
+
+
+def _curvature():
+  return {"block1": {"w": jnp.asarray([0.2, 0.5, -0.1])}, "block2": {"w": jnp.asarray(0.05)}}
+
+
+def test_paths_and_init():
+  scalars = _scalars()
+  assert hard_prior.paths(scalars) == ["block1/w", "block2/w"]
+  state = hard_prior.init(scalars)
+  np.testing.assert_array_equal(state.gamma["block1"]["w"], 1.0)
+  assert bool(jnp.all(state.keep["block1"]["w"])) and int(state.rounds) == 0
+
+
+def test_independent_scalars_are_plain_ard():
+  scalars, curvature = _scalars(), _curvature()
+  state = hard_prior.update(hard_prior.init(scalars), scalars, curvature, lambda_w=LAMBDA)
+  for name in ("block1", "block2"):
+    w, h = scalars[name]["w"], jnp.maximum(curvature[name]["w"], 0)
+    expected = prior.update(w, h, 1.0, LAMBDA)
+    np.testing.assert_allclose(state.gamma[name]["w"], expected.switch, rtol=1e-6)
+    np.testing.assert_allclose(state.omega[name]["w"], expected.omega, rtol=1e-6)
+  # The negative curvature is clamped: ω at its floor, s huge, kept; the small
+  # scalar with curvature is pruned (γ ≈ 0.02 ≤ 1/(2πe)).
+  np.testing.assert_array_equal(state.keep["block1"]["w"], [True, False, True])
+  assert int(state.rounds) == 1
+
+
+def test_dependency_is_h_of_own_switch_and_parents_information():
+  scalars, curvature = _scalars(), _curvature()
+  state = hard_prior.update(hard_prior.init(scalars), scalars, curvature, lambda_w=LAMBDA,
+                            dependency={"block2/w": ("block1/w",)})
+  s1 = prior.update(scalars["block1"]["w"], jnp.maximum(curvature["block1"]["w"], 0), 1.0,
+                    LAMBDA).switch
+  s2 = prior.update(scalars["block2"]["w"], curvature["block2"]["w"], 1.0, LAMBDA).switch
+  expected = 1.0 / (1.0 / float(s2) + 1.0 / float(jnp.sum(s1)))
+  np.testing.assert_allclose(state.gamma["block2"]["w"], expected, rtol=1e-6)
+  np.testing.assert_allclose(state.gamma["block1"]["w"], s1, rtol=1e-6)  # parents: plain
+
+
+def test_pruned_stays_pruned_and_is_masked_out_of_penalty_and_choice():
+  scalars, curvature = _scalars(), _curvature()
+  state = hard_prior.update(hard_prior.init(scalars), scalars, curvature, lambda_w=LAMBDA)
+  masked = hard_prior.apply_masks(scalars, state)
+  np.testing.assert_array_equal(masked["block1"]["w"], [0.8, 0.0, -0.5])
+  # A second round with large curvature would keep it, but pruning is for good.
+  state2 = hard_prior.update(state, scalars, jax_tree_full(curvature, 10.0), lambda_w=LAMBDA)
+  assert not bool(state2.keep["block1"]["w"][1])
+  expected = LAMBDA * sum(float(o) * abs(float(w)) for o, w, k in zip(
+      state.omega["block1"]["w"], scalars["block1"]["w"], state.keep["block1"]["w"]) if k)
+  expected += LAMBDA * float(state.omega["block2"]["w"]) * 0.3
+  np.testing.assert_allclose(hard_prior.penalty(scalars, state, LAMBDA), expected, rtol=1e-6)
+  # Highest curvature among kept: entry 1 has the largest H but is pruned.
+  best = hard_prior.select(hard_prior.scores(scalars, curvature, state), state, k=3)
+  np.testing.assert_array_equal(best["block1"]["w"], [0, 2, -1])
+
+
+def jax_tree_full(tree, value):
+  return {k: {"w": jnp.full_like(v["w"], value)} for k, v in tree.items()}
+
+
+@pytest.mark.parametrize("dependency, words", [
+    ({"block3/w": ("block1/w",)}, "'block3/w' is not a leaf"),
+    ({"block1/w": ("block2/w",), "block2/w": ("block1/w",)}, "cycle"),
+])
+def test_bad_dependency_is_one_line(dependency, words):
+  scalars = _scalars()
+  with pytest.raises(ValueError, match=words) as err:
+    hard_prior.update(hard_prior.init(scalars), scalars, _curvature(), lambda_w=LAMBDA,
+                      dependency=dependency)
+  assert "\n" not in str(err.value)
+
+
+def test_boundary_checks_catch_shape_and_nan():
+  scalars = _scalars()
+  state = hard_prior.init(scalars)
+  bad_shape = {"block1": {"w": jnp.zeros(4)}, "block2": {"w": jnp.asarray(0.1)}}
+  with pytest.raises(AssertionError):
+    hard_prior.update(state, scalars, bad_shape, lambda_w=LAMBDA)
+  nan = {"block1": {"w": jnp.asarray([0.1, math.nan, 0.1])}, "block2": {"w": jnp.asarray(0.1)}}
+  with pytest.raises(AssertionError):
+    hard_prior.update(state, scalars, nan, lambda_w=LAMBDA)
+  with pytest.raises(ValueError, match="lambda_w"):
+    hard_prior.update(state, scalars, _curvature(), lambda_w=0.0)
