@@ -5,6 +5,8 @@ before anything is written to the workdir.
 """
 from __future__ import annotations
 
+import difflib
+import importlib.util
 import json
 import os
 import sys
@@ -38,6 +40,58 @@ def main(config, workdir: str) -> int:
     return train.summarize(config)
 
   return run_guarded(work)
+
+
+def _load_config_file(spec: str):
+  path, _, preset = spec.partition(":")
+  module_spec = importlib.util.spec_from_file_location("_config_for_message", path)
+  module = importlib.util.module_from_spec(module_spec)
+  module_spec.loader.exec_module(module)
+  return module.get_config(preset) if preset else module.get_config()
+
+
+def unknown_field_message(argv) -> str | None:
+  """For an override `--config.a.b=v` naming no field: one line naming
+  `config.a.b` and the nearest valid fields; None if every override is valid."""
+  specs = [a.split("=", 1)[1] for a in argv if a.startswith("--config=")]
+  if not specs:
+    return None
+  try:
+    config = _load_config_file(specs[-1])
+  except Exception:  # pylint: disable=broad-except  (the config error itself is reported)
+    return None
+  for arg in argv:
+    if not arg.startswith("--config.") and not arg.startswith("--noconfig."):
+      continue
+    name = arg.split("=", 1)[0].lstrip("-")
+    name = name[2:] if name.startswith("noconfig.") else name
+    node, walked = config, ["config"]
+    for key in name.split(".")[1:]:
+      keys = list(node.keys()) if hasattr(node, "keys") else []
+      if key not in keys:
+        near = difflib.get_close_matches(key, keys, n=3, cutoff=0.5)
+        where = ".".join(walked)
+        hint = (f"did you mean {', '.join(where + '.' + k for k in near)}?" if near
+                else f"{where} has: {', '.join(sorted(keys))}" if keys
+                else f"{where} is a value, not a group")
+        return f"{name}: no such field; {hint}"
+      node, walked = node[key], walked + [key]
+  return None
+
+
+def parse_flags(argv):
+  """absl flags parser for the launchers: an override of a field that does not
+  exist gives one line on stderr naming it (and the nearest valid field), exit 2."""
+  from absl import flags  # pylint: disable=import-outside-toplevel
+  try:
+    return flags.FLAGS(argv)
+  except (AttributeError, KeyError) as err:
+    message = unknown_field_message(argv[1:])
+    if message is None:
+      raise
+    del err
+    print(f"error: {message}", file=sys.stderr)
+    sys.exit(2)
 
 
 def run_guarded(work) -> int:

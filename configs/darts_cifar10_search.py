@@ -20,6 +20,7 @@ def cifar10_data():
   data.data_dir = ""  # TFDS data_dir with prepared cifar10.
   data.splits = ("train", "test")
   data.cache_dir = ""
+  data.skip_unreadable = False  # True: leave out image files that cannot be decoded.
   return data
 
 

@@ -54,6 +54,24 @@ def test_image_folder_loads_exact_pixels_and_sorted_classes(tmp_path):
     np.testing.assert_array_equal(train.images, np.stack(expected))
 
 
+def test_corrupt_image_is_named_or_skipped_and_counted(tmp_path):
+    _make_image_folder(str(tmp_path), np.random.default_rng(2))
+    broken = tmp_path / "train" / "b" / "001.png"
+    broken.write_bytes(b"\x89PNG not really")
+    with pytest.raises(ValueError) as err:
+        data.load_image_folder(str(tmp_path), "train")
+    message = str(err.value)
+    assert message.startswith(str(broken)) and "skip_unreadable" in message
+    assert "\n" not in message and "BytesIO" not in message
+    with pytest.raises(ValueError, match="001.png"):
+        data.load_splits({"path": str(tmp_path)})
+    train = data.load_image_folder(str(tmp_path), "train", skip_unreadable=True)
+    assert train.skipped == 1 and len(train) == 4
+    np.testing.assert_array_equal(train.labels, [0, 0, 1, 1])  # b/001 left out
+    splits = data.load_splits({"path": str(tmp_path), "skip_unreadable": True})
+    assert splits["train"].skipped == 1 and splits["test"].skipped == 0
+
+
 def test_load_splits_keeps_train_class_order_for_test(tmp_path):
     _make_image_folder(str(tmp_path), np.random.default_rng(1))
     splits = data.load_splits({"path": str(tmp_path)})  # auto -> image_folder

@@ -148,10 +148,18 @@ def test_bad_input_is_one_line_and_writes_nothing(tiny_data, tmp_path, override,
   assert not workdir.exists()
 
 
-def test_unknown_config_field_is_rejected(tiny_data, tmp_path):
-  result = _cli(_cli_args(tiny_data, tmp_path / "w", "--config.search.nope=1"))
-  assert result.returncode != 0
-  assert "nope" in result.stderr
+@pytest.mark.parametrize("override, words", [
+    ("--config.search.lambda_W=1", "config.search.lambda_W: no such field; did you mean "
+                                   "config.search.lambda_w"),
+    ("--config.serch.rounds=1", "config.serch.rounds: no such field; did you mean "
+                                "config.search?"),
+])
+def test_unknown_config_field_is_one_line_with_the_nearest(tiny_data, tmp_path, override,
+                                                           words):
+  result = _cli(_cli_args(tiny_data, tmp_path / "w", override))
+  assert result.returncode == 2
+  lines = result.stderr.strip().splitlines()
+  assert len(lines) == 1 and lines[0].startswith(f"error: {words}"), result.stderr
   assert not (tmp_path / "w").exists()
 
 

@@ -42,12 +42,14 @@ class Dataset:
       labels: int32 ``[N]``, indices into ``class_names``.
       class_names: label index -> name (``str(i)`` where the source has no names).
       source: where the arrays came from, for logs (e.g. ``"idx:/data/fmnist (train)"``).
+      skipped: unreadable files left out (``data.skip_unreadable``).
     """
 
     images: np.ndarray
     labels: np.ndarray
     class_names: tuple[str, ...]
     source: str = ""
+    skipped: int = 0
 
     def __post_init__(self):
         images = np.asarray(self.images)

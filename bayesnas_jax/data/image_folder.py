@@ -68,32 +68,62 @@ def list_image_folder(root: str, split: str,
 def _decode(path: str) -> tuple[str, np.ndarray]:
     from PIL import Image  # Pillow is only needed by this source
 
-    with open(path, "rb") as f:
-        data = f.read()
-    with Image.open(io.BytesIO(data), formats=("JPEG", "PNG")) as image:
-        image.load()
-        mode = image.mode
-        if mode not in ("L", "RGB"):
-            image = image.convert("L" if mode in ("1", "I", "I;16", "F") else "RGB")
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+        with Image.open(io.BytesIO(data), formats=("JPEG", "PNG")) as image:
+            image.load()
             mode = image.mode
-        return mode, np.asarray(image, dtype=np.uint8)
+            if mode not in ("L", "RGB"):
+                image = image.convert("L" if mode in ("1", "I", "I;16", "F") else "RGB")
+                mode = image.mode
+            return mode, np.asarray(image, dtype=np.uint8)
+    except (OSError, SyntaxError, ValueError) as err:  # PIL's errors for broken files
+        reason = " ".join(str(err).split()) or type(err).__name__
+        reason = reason.replace(repr(io.BytesIO), "").split(" <_io.BytesIO")[0]
+        raise UnreadableImageError(
+            f"{path}: not a readable JPEG/PNG image ({reason}); delete or replace it, or set "
+            f"data.skip_unreadable=True to skip such files") from None
 
 
-def _decode_chunk(paths: list[str]) -> list[tuple[str, np.ndarray]]:
-    return [_decode(path) for path in paths]
+class UnreadableImageError(ValueError):
+    """An image file that cannot be decoded; the message names the file."""
 
 
-def decode_images(paths: list[str], num_threads: int | None = None) -> np.ndarray:
+def _decode_chunk(paths: list[str], skip: bool) -> list[tuple[str, np.ndarray] | None]:
+    out = []
+    for path in paths:
+        try:
+            out.append(_decode(path))
+        except UnreadableImageError:
+            if not skip:
+                raise
+            out.append(None)
+    return out
+
+
+def decode_images(paths: list[str], num_threads: int | None = None,
+                  skip_unreadable: bool = False):
     """Decode image files into one uint8 ``[N, H, W, C]`` array.
 
     Chunks of files are decoded on ``num_threads`` threads (default: the CPU count, at
-    most 16); Pillow frees the GIL while it decodes.
+    most 16); Pillow frees the GIL while it decodes. A file that cannot be decoded raises
+    `UnreadableImageError` naming it; with ``skip_unreadable`` such files are left out
+    and ``(images, kept_indices)`` is returned instead of the images alone.
     """
     num_threads = num_threads or min(16, os.cpu_count() or 1)
     chunk = max(1, -(-len(paths) // (4 * num_threads)))
     chunks = [paths[i:i + chunk] for i in range(0, len(paths), chunk)]
     with concurrent.futures.ThreadPoolExecutor(num_threads) as pool:
-        decoded = [item for part in pool.map(_decode_chunk, chunks) for item in part]
+        decoded = [item for part in pool.map(_decode_chunk, chunks,
+                                             [skip_unreadable] * len(chunks))
+                   for item in part]
+    kept = [i for i, item in enumerate(decoded) if item is not None]
+    if not kept:
+        raise UnreadableImageError(f"{os.path.dirname(paths[0])}: none of the {len(paths)} "
+                                   f"image files could be decoded")
+    paths = [paths[i] for i in kept]
+    decoded = [decoded[i] for i in kept]
     all_grey = all(mode == "L" for mode, _ in decoded)
     first_shape = decoded[0][1].shape[:2]
     channels = 1 if all_grey else 3
@@ -105,13 +135,23 @@ def decode_images(paths: list[str], num_threads: int | None = None) -> np.ndarra
         if pixels.ndim == 2:
             pixels = pixels[..., None]
         images[i] = pixels if pixels.shape[-1] == channels else np.repeat(pixels, 3, -1)
-    return images
+    return (images, np.asarray(kept, np.int64)) if skip_unreadable else images
 
 
 def load_image_folder(root: str, split: str = "train",
                       class_names: tuple[str, ...] | None = None,
-                      num_threads: int | None = None) -> Dataset:
-    """Decode ``<root>/<split>/<class>/*`` into a ``Dataset`` (see module docstring)."""
+                      num_threads: int | None = None,
+                      skip_unreadable: bool = False) -> Dataset:
+    """Decode ``<root>/<split>/<class>/*`` into a ``Dataset`` (see module docstring).
+
+    A file that cannot be decoded stops the load with a one-line error naming it;
+    with ``skip_unreadable`` it is left out and counted in ``Dataset.skipped``."""
     paths, labels, class_names = list_image_folder(root, split, class_names)
-    images = decode_images(paths, num_threads)
-    return Dataset(images, labels, class_names, f"image_folder:{root} ({split})")
+    if not skip_unreadable:
+        images = decode_images(paths, num_threads)
+        return Dataset(images, labels, class_names, f"image_folder:{root} ({split})")
+    images, kept = decode_images(paths, num_threads, skip_unreadable=True)
+    skipped = len(paths) - len(kept)
+    note = f", {skipped} unreadable files skipped" if skipped else ""
+    return Dataset(images, labels[kept], class_names,
+                   f"image_folder:{root} ({split}{note})", skipped=skipped)

@@ -12,6 +12,9 @@ optional except that a ``name`` or a ``path`` must be given:
   splits     splits to load by ``load_splits`` (default ("train", "test"))
   cache_dir  if set, decoded splits are saved there as .npz and read back next time
   image_key, label_key   TFDS feature names (default "image", "label")
+  skip_unreadable  leave out image-folder files that cannot be decoded (default False:
+             such a file stops the load with an error naming it); the count is in
+             ``Dataset.skipped`` and the run's summary
 
 ``source="auto"`` tries, in order: the file formats at ``path`` (CIFAR-10 python batches,
 IDX, image folder), the same formats at well-known local folders for ``name``, then
@@ -31,7 +34,7 @@ FILE_SOURCES = ("cifar10_python", "idx", "image_folder")
 DEFAULTS = {
     "source": "auto", "name": "", "path": "", "data_dir": "", "split": "train",
     "splits": ("train", "test"), "cache_dir": "", "image_key": "image",
-    "label_key": "label",
+    "label_key": "label", "skip_unreadable": False,
 }
 # Folders where system packages put datasets (Debian's dataset-fashion-mnist).
 KNOWN_LOCATIONS = {"fashion_mnist": ("/usr/share/datasets/fashion-mnist",)}
@@ -105,7 +108,8 @@ def _load_from(source: str, location: str, fields: dict, split: str,
         return tfds_source.load_tfds(name, split, location or None, fields["image_key"],
                                      fields["label_key"])
     if source == "image_folder":
-        return image_folder.load_image_folder(location, split, class_names)
+        return image_folder.load_image_folder(location, split, class_names,
+                                              skip_unreadable=bool(fields["skip_unreadable"]))
     if source == "idx":
         if split not in idx.SPLIT_PREFIXES:  # e.g. "validation": not an IDX split
             raise DataNotFoundError("IDX files", [f"idx: no split {split!r} (IDX has "
@@ -121,6 +125,8 @@ def _load_split(fields: dict, split: str, class_names=None) -> tuple[Dataset, st
     """Load one split; returns it and the source that provided it."""
     request = {k: fields[k] for k in ("source", "name", "path", "data_dir", "image_key",
                                       "label_key")}
+    if fields["skip_unreadable"]:
+        request["skip_unreadable"] = True
     request["split"] = split
     cache_path = cache.cache_file(fields["cache_dir"], request) if fields["cache_dir"] \
         else None

@@ -67,6 +67,7 @@ def finish(config, workdir, position):
       "derived_params": position.get("derived_params"),
       "derived_params_M": round(position.get("derived_params", 0) / 1e6, 4),
       "genotype": genotype,
+      "skipped_files": position.get("skipped_files", 0),
   }
   if "test" in position:
     summary["retrain_test"] = position["test"]

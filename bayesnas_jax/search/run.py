@@ -14,6 +14,7 @@ relaunch on the same workdir resumes and ends with the same result.
 from __future__ import annotations
 
 import os
+import sys
 import time
 
 import jax
@@ -63,6 +64,10 @@ def build_schedule(config, sizes):
 
 def _load_data(config):
   splits = data_lib.load_splits(dict(config.data))
+  skipped = sum(split.skipped for split in splits.values())
+  if skipped:
+    print(f"data: {skipped} unreadable image files skipped (data.skip_unreadable)",
+          file=sys.stderr)
   train = data_lib.take_examples(splits[config.data.splits[0]],
                                  config.input.get("train_examples", 0))
   test = splits[config.data.splits[1]] if len(config.data.splits) > 1 else None
@@ -82,7 +87,7 @@ def _load_data(config):
            # must mix classes: a fixed shuffle of the test split.
            "test": (data_lib.epoch_order(len(test), config.seed, 0) if test is not None
                     else np.zeros((0,), np.int64))}
-  return train, test, parts
+  return train, test, parts, skipped
 
 
 def _batch(dataset, indices, batch_size, seed, epoch, step, shuffle=True, drop=True):
@@ -114,7 +119,7 @@ def run_search(config, workdir: str, log=print, space=None):
 
   `space` is the `SearchSpace` to search, by default `spaces.make(config.space)`."""
   space = spaces.make(config.space) if space is None else space
-  train, test, parts = _load_data(config)
+  train, test, parts, skipped = _load_data(config)
   sizes = {k: len(v) for k, v in parts.items()}
   phases = build_schedule(config, sizes)
   batch_sharding, replicated = data_parallel(config.input.batch_size)
@@ -129,7 +134,8 @@ def run_search(config, workdir: str, log=print, space=None):
   log(f"penalty budget per round (lr · λ · steps, at ω = 1): {budget['ops']:.3g} for op "
       f"scalars, {budget['origin']:.3g} for origins")
   checkpointer = Checkpointer(workdir)
-  position = {"phase": 0, "step": 0, "global_step": 0, "saves": 0, "elapsed": {}}
+  position = {"phase": 0, "step": 0, "global_step": 0, "saves": 0, "elapsed": {},
+              "skipped_files": skipped}
   if checkpointer.latest_step() is not None:
     state, position = checkpointer.restore(state)
     log(f"resuming from {workdir}: phase {position['phase'] + 1}/{len(phases)}, "
