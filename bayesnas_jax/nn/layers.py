@@ -96,10 +96,12 @@ def _probed_normalize_fwd(axes, eps, x, x_probe, mean, var):
 
 
 def _probed_normalize_bwd(axes, eps, residuals, cotangents):
-  x, mean, var = after(residuals, cotangents)
   grad_y, curv_y = cotangents
+  # Each half reads residuals tied to its own cotangent (see rules._bilinear_bwd).
+  x, mean, var = after(residuals, grad_y)
   _, vjp = jax.vjp(lambda x_: _plain_normalize(axes, eps, x_, mean, var), x)
   (grad_x,) = vjp(grad_y)
+  x, mean, var = after(residuals, curv_y)
   if var is None:
     used_var = jnp.var(x, axis=axes, keepdims=True)
   else:

@@ -51,10 +51,13 @@ def _squared_transpose(f, x, w, curv_y):
 
 def _bilinear_bwd(f, residuals, cotangents):
   grad_y, curv_y = cotangents
-  x, w = after(residuals, cotangents)
-  _, grad_vjp = jax.vjp(f, x, w)
+  # Each half of the rule reads residuals tied to its own cotangent only, so a
+  # caller that drops the gradients (or the curvature) lets XLA drop that half
+  # whole; a residual tied to both would keep the dead half's cotangents alive,
+  # recomputed inside every fusion that reads the tie (`ordering.after`).
+  _, grad_vjp = jax.vjp(f, *after(residuals, grad_y))
   grad_x, grad_w = grad_vjp(grad_y)
-  curv_x, curv_w = _squared_transpose(f, x, w, curv_y)
+  curv_x, curv_w = _squared_transpose(f, *after(residuals, curv_y), curv_y)
   return grad_x, curv_x, grad_w, curv_w
 
 
@@ -103,9 +106,9 @@ def _elementwise_fwd(spec, mode, h, h_probe):
 
 def _elementwise_bwd(spec, mode, h, cotangents):
   grad_a, curv_a = cotangents
-  h = after(h, cotangents)
-  _, grad_vjp = jax.vjp(spec.fn, h)
+  _, grad_vjp = jax.vjp(spec.fn, after(h, grad_a))  # halves tied apart (_bilinear_bwd)
   (grad_h,) = grad_vjp(grad_a)
+  h = after(h, curv_a)
   d1 = spec.first(h)
   curv_h = d1 * d1 * curv_a
   if mode == "hessian" and spec.second is not jnp.zeros_like:
@@ -142,10 +145,10 @@ def _routing_fwd(f, x, x_probe):
 
 def _routing_bwd(f, x, cotangents):
   grad_y, curv_y = cotangents
-  x = after(x, cotangents)
-  _, vjp = jax.vjp(f, x)
-  (grad_x,) = vjp(grad_y)
-  (curv_x,) = vjp(curv_y)
+  # Halves tied apart (_bilinear_bwd); when both are live XLA merges the two
+  # identical forward recomputations.
+  (grad_x,) = jax.vjp(f, after(x, grad_y))[1](grad_y)
+  (curv_x,) = jax.vjp(f, after(x, curv_y))[1](curv_y)
   return grad_x, curv_x
 
 
