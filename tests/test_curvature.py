@@ -13,6 +13,7 @@ from __future__ import annotations
 import functools
 from typing import Callable, NamedTuple
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -434,14 +435,26 @@ def test_vmap_over_parameter_sets_equals_loop():
   assert not np.allclose(out[2]["w2"][0], out[2]["w2"][1])
 
 
-def test_jit_equals_eager():
-  params, x, labels = two_layer_ce_problem()
-  jitted = jit(lambda *args: {m: value_grad_curvature(two_layer_ce, *args, mode=m)
-                              for m in MODES})(params, x, labels)
-  for mode in MODES:
-    eager = value_grad_curvature(two_layer_ce, params, x, labels, mode=mode)
-    for a, b in zip(jax.tree_util.tree_leaves(eager), jax.tree_util.tree_leaves(jitted[mode])):
-      np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-15)
+class JitAndEager(chex.TestCase):
+  """The engine with and without jit (`chex.variants`) against the float64
+  oracle: the last layer's curvature is the Hessian diagonal, gradients equal
+  `jax.grad`, the two variants agree to rounding."""
+
+  @chex.variants(with_jit=True, without_jit=True)
+  def test_engine_against_oracle(self):
+    params, x, labels = two_layer_ce_problem()
+    exact = jax.jit(hessian_diagonal, static_argnums=0)(two_layer_ce, params, x, labels)
+    expected_grads = jax.grad(two_layer_ce)(params, x, labels)
+    engine = self.variant(lambda p: {m: value_grad_curvature(two_layer_ce, p, x, labels, mode=m)
+                                     for m in MODES})
+    out = engine(params)
+    for mode in MODES:
+      chex.assert_tree_all_finite(out[mode])
+      loss, grads, curvature = out[mode]
+      np.testing.assert_allclose(loss, two_layer_ce(params, x, labels), rtol=1e-12)
+      assert_trees_close(grads, expected_grads, 1e-10, f"{mode} grads")
+      for key in ("w2", "b2"):
+        assert_close(curvature[key], exact[key], 1e-6, f"{mode} {key}")
 
 
 # ----------------------------------------------------------------------------
