@@ -45,6 +45,10 @@ def get_config(arg=None):
   config.input.resize = 0  # > 0: stored images resized to this size first (short protocols)
   config.input.train_examples = 0  # > 0: a fixed random subset (short protocols)
   config.input.test_examples = 0
+  # memory: splits decoded into RAM, augmented on device; grain: streamed, decoded and
+  # augmented (random-resized crop, flip) in `workers` processes (data.streaming).
+  config.input.pipeline = "memory"
+  config.input.workers = 0
 
   config.model = ml_collections.ConfigDict()
   config.model.name = "darts"  # the evaluation network: darts | nb201

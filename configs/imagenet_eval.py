@@ -5,17 +5,17 @@ the first cell), 224² inputs, auxiliary head (weight 0.4), 250 epochs of SGD
 (momentum 0.9, learning rate 0.1 × 0.97 per epoch, weight decay 3e-5, gradient norm
 clipped at 5), batch 128, label smoothing 0.1, no drop-path (DARTS' ImageNet default).
 
-The data must be prepared by the user, and at one fixed size. The input pipeline is
-deliberately simple: whole splits are held in memory as uint8 arrays of ONE size
-(e.g. 256×256 or 224×224); training takes a random 224² crop and a flip on device,
-testing the central crop; no resizing, scale augmentation or colour jitter. TFDS
-`imagenet2012` needs the manually downloaded archives and keeps the original,
-varying image sizes, which this pipeline rejects (one error naming the record). So
-resize first, then either build a TFDS dataset of the resized images
-(--config.data.data_dir=DIR, `data.name` its name) or write an image folder
-DIR/<split>/<class>/*.jpg (--config.data.source=image_folder --config.data.path=DIR).
-Mind the memory: about 250 GB for the 1.28M training images at 256², 190 GB at 224²
-(data.cache_dir keeps the decoded arrays between launches).
+The input is streamed (`input.pipeline = "grain"`, bayesnas_jax.data.streaming):
+records are read, decoded, random-resized-cropped to 224² and flipped in
+`input.workers` processes, each host reading only its shard, and the test split is
+resized (shorter side 256) and centre-cropped — nothing is held in memory, and the
+loader's position is saved in every checkpoint, so a relaunch resumes on the batch
+it stopped at. The data must be prepared by the user: TFDS `imagenet2012` built as
+array_record (`tfds build imagenet2012 --file_format=array_record` on a machine with
+TensorFlow and the manually downloaded archives; --config.data.data_dir=DIR), or an
+image folder DIR/<split>/<class>/*.jpg (--config.data.source=image_folder
+--config.data.path=DIR). `launch.bench_loader` measures the loader's images/s on
+your machine (BENCHMARKS.md has this project's figures).
 
   python -m launch.main --config=configs/imagenet_eval.py:genotype.json \
       --config.data.data_dir=DIR --workdir=workdirs/imagenet
@@ -36,6 +36,8 @@ def get_config(arg=None):
   config.input.cutout_length = 0
   config.input.mean = IMAGENET_MEAN
   config.input.std = IMAGENET_STD
+  config.input.pipeline = "grain"
+  config.input.workers = 8
   config.model.stem = "imagenet"
   config.model.channels = 48
   config.model.layers = 14

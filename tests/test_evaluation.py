@@ -294,3 +294,27 @@ def test_resume_after_interruption_equals_uninterrupted(uninterrupted, files, ti
   resumed, expected = final_params(config, workdir), final_params(config, reference_dir)
   for a, b in zip(jax.tree_util.tree_leaves(resumed), jax.tree_util.tree_leaves(expected)):
     np.testing.assert_array_equal(a, b)
+
+
+def test_grain_pipeline_resumes_exactly(files, tiny_data, tmp_path):
+  """input.pipeline = "grain": the loader's state is in the checkpoint, so two
+  interruptions (mid-epoch and across the epoch boundary) end where an uninterrupted
+  run ends, to the bit."""
+  grain = {"input.pipeline": "grain", "input.crop_padding": 0}
+  straight = str(tmp_path / "straight")
+  reference = train.train_and_evaluate(tiny_config(files["json"], tiny_data, **grain),
+                                       straight, log=quiet)
+  assert reference["test_examples"] == 9 and reference["steps"] == 12
+  workdir = str(tmp_path / "resumed")
+  for stop in (5, 3):
+    with pytest.raises(train.Interrupted):
+      train.train_and_evaluate(tiny_config(files["json"], tiny_data, stop_after_steps=stop,
+                                           **grain), workdir, log=quiet)
+  summary = train.train_and_evaluate(tiny_config(files["json"], tiny_data, **grain), workdir,
+                                     log=quiet)
+  for field in ("final_test_accuracy", "final_test_loss", "steps"):
+    assert summary[field] == reference[field]
+  config = tiny_config(files["json"], tiny_data, **grain)
+  for a, b in zip(jax.tree_util.tree_leaves(final_params(config, workdir)),
+                  jax.tree_util.tree_leaves(final_params(config, straight))):
+    np.testing.assert_array_equal(a, b)

@@ -30,7 +30,7 @@ import optax
 from bayesnas_jax import data as data_lib
 from bayesnas_jax import export
 from bayesnas_jax.checkpoints import Checkpointer
-from bayesnas_jax.evaluation import counting, models, network
+from bayesnas_jax.evaluation import counting, feeds, models, network
 from bayesnas_jax.metrics import MetricWriter, Progress
 from bayesnas_jax.nn.conv import IMPLS
 from bayesnas_jax.parallel import data_parallel, global_batch
@@ -97,6 +97,11 @@ def validate(config):
         f"one of {IMPLS}", config.model.get("depthwise_impl"))
   _need(len(config.data.splits) == 2, "data.splits", "(train split, test split)",
         config.data.splits)
+  _need(config.input.get("pipeline", "memory") in feeds.PIPELINES, "input.pipeline",
+        f"one of {feeds.PIPELINES}", config.input.get("pipeline"))
+  workers = config.input.get("workers", 0)
+  _need(isinstance(workers, int) and not isinstance(workers, bool) and workers >= 0,
+        "input.workers", "an integer >= 0", workers)
 
 
 def load_genotype(config):
@@ -317,19 +322,24 @@ def train_and_evaluate(config, workdir: str, log=print) -> dict:
   summary also written to summary.json."""
   validate(config)
   genotype = load_genotype(config)
-  train, test = _load_data(config)
   batch_size, epochs = config.input.batch_size, config.train.epochs
-  steps = data_lib.steps_per_epoch(len(train), batch_size)
+  feed = None
+  if config.input.get("pipeline", "memory") == "grain":
+    feed = feeds.GrainFeed(config)
+    steps, train_examples = feed.steps_per_epoch, feed.train_examples
+  else:
+    train, test = _load_data(config)
+    steps, train_examples = data_lib.steps_per_epoch(len(train), batch_size), len(train)
   if steps < 1:
     raise ValueError(f"config.input.batch_size: {batch_size} is larger than the "
-                     f"{len(train)} training examples")
+                     f"{train_examples} training examples")
   counts = summarize(config, genotype)
   batch_sharding, replicated = data_parallel(batch_size)
   os.makedirs(workdir, exist_ok=True)
   base_key = jax.random.PRNGKey(config.seed)
   optimizer, train_step, eval_step = make_steps(config, genotype, steps)
   state = initial_state(config, genotype, jax.random.fold_in(base_key, 0), optimizer)
-  checkpointer = Checkpointer(workdir)
+  checkpointer = Checkpointer(workdir, data_iterator=feed.iterator if feed else None)
   position = {"epoch": 0, "step": 0, "global_step": 0, "saves": 0, "seconds": 0.0,
               "tests": []}
   if checkpointer.latest_step() is not None:
@@ -359,10 +369,13 @@ def train_and_evaluate(config, workdir: str, log=print) -> dict:
       drop_prob = np.float32(drop_path_prob(config.train, epoch))
       progress = Progress(f"epoch {epoch + 1}/{epochs}", steps, batch_size)
       while position["step"] < steps:
-        positions = data_lib.batch_indices(len(train), batch_size, seed=config.seed,
-                                           epoch=epoch, step=position["step"])
-        batch = global_batch({"image": train.images[positions],
-                              "label": train.labels[positions]}, batch_sharding)
+        if feed is not None:
+          batch = feed.next_train(batch_sharding)
+        else:
+          positions = data_lib.batch_indices(len(train), batch_size, seed=config.seed,
+                                             epoch=epoch, step=position["step"])
+          batch = global_batch({"image": train.images[positions],
+                                "label": train.labels[positions]}, batch_sharding)
         key = jax.random.fold_in(jax.random.fold_in(base_key, 1), position["global_step"])
         state, metrics = train_step(state, batch, key, drop_prob)
         position["step"] += 1
@@ -385,7 +398,8 @@ def train_and_evaluate(config, workdir: str, log=print) -> dict:
       record = {"train_loss": loss_sum / n, "train_accuracy": correct / n,
                 "learning_rate": lr, "drop_path_prob": float(drop_prob)}
       if (epoch + 1) % config.train.eval_every_epochs == 0 or epoch + 1 == epochs:
-        result = evaluate(eval_step, state, test, batch_size, batch_sharding)
+        result = (feed.evaluate(eval_step, state, batch_sharding) if feed is not None
+                  else evaluate(eval_step, state, test, batch_size, batch_sharding))
         position["tests"].append({"epoch": epoch + 1, **result})
         record.update(test_loss=result["loss"], test_accuracy=result["accuracy"])
         log(f"epoch {epoch + 1}/{epochs}: train loss {record['train_loss']:.4f}, "
