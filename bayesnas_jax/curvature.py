@@ -55,6 +55,11 @@ def value_grad_curvature(loss_fn: Callable, params: Any, *args, mode: str = "hes
   """
   if mode not in MODES:
     raise ValueError(f"value_grad_curvature: mode must be one of {MODES}, got {mode!r}")
+  for path, leaf in jax.tree_util.tree_flatten_with_path(params)[0]:
+    if not jnp.issubdtype(jnp.result_type(leaf), jnp.inexact):
+      raise ValueError(f"value_grad_curvature: params{jax.tree_util.keystr(path)} has dtype "
+                       f"{jnp.result_type(leaf)}; expected a float array (curvature and "
+                       f"gradients need one)")
   probes = jax.tree_util.tree_map(jnp.zeros_like, params)
   flags = _broadcast_prefix(probe_mask, params)
 

@@ -478,6 +478,9 @@ BAD_INPUTS = {
     "impl": (lambda: nn.conv2d(jnp.ones((1, 4, 4, 2)), jnp.ones((3, 3, 2, 2)), impl="fft"),
              "impl"),
     "bn stats": (lambda: nn.batch_norm(jnp.ones((2, 3)), mean=jnp.zeros(3)), "mean and var"),
+    "integer params": (lambda: value_grad_curvature(
+        lambda p: nn.mean_squared_error(nn.scale(jnp.ones(2), p["a"]), jnp.zeros(2)),
+        {"a": jnp.ones((), jnp.int32)}), r"params\['a'\] has dtype int32"),
     "non-scalar loss": (lambda: value_grad_curvature(
         lambda p: nn.value_of(nn.scale(jnp.ones(2), p["a"])), {"a": jnp.ones(())}), "scalar"),
 }
