@@ -24,17 +24,23 @@ def main(config, workdir: str) -> int:
     mode = config.get("mode", "search")
     if mode == "search":
       config_check.validate(config)
+    elif mode == "compress":
+      from bayesnas_jax.compress import run as compress_run  # pylint: disable=import-outside-toplevel
+      compress_run.validate(config)
     elif mode in ("train", "summary"):
       from bayesnas_jax.evaluation import train  # pylint: disable=import-outside-toplevel
       train.validate(config)
     else:
-      raise ValueError(f"config.mode: expected 'search', 'train' or 'summary', got {mode!r}")
+      raise ValueError(f"config.mode: expected 'search', 'train', 'summary' or 'compress', "
+                       f"got {mode!r}")
     if mode != "summary" and os.path.exists(workdir) and not os.path.isdir(workdir):
       raise ValueError(f"--workdir: {workdir} exists and is not a directory")
     apply_runtime_options(config)
     if mode == "search":
       from bayesnas_jax.search import run  # pylint: disable=import-outside-toplevel
       return run.run_search(config, workdir, log=log)
+    if mode == "compress":
+      return compress_run.run_compress(config, workdir, log=log)
     if mode == "train":
       return train.train_and_evaluate(config, workdir, log=log)
     return train.summarize(config)

@@ -22,6 +22,9 @@ LAYERS = {
     "conv_dilated_1x3": (
         lambda: bnf.Conv(6, (1, 3), kernel_dilation=2, use_bias=False, param_dtype=F64),
         lambda: linen.Conv(6, (1, 3), kernel_dilation=2, use_bias=False, param_dtype=F64)),
+    "conv_valid_5x5": (
+        lambda: bnf.Conv(3, 5, padding="VALID", param_dtype=F64),
+        lambda: linen.Conv(3, (5, 5), padding="VALID", param_dtype=F64)),
     "conv_depthwise": (
         lambda: bnf.Conv(4, 3, feature_group_count=4, param_dtype=F64),
         lambda: linen.Conv(4, (3, 3), feature_group_count=4, param_dtype=F64)),
@@ -111,7 +114,8 @@ def test_model_curvature_equals_primitives_and_arch_is_its_own_collection():
 
 
 def test_unsupported_options_name_the_field():
-  for layer, field in ((bnf.Conv(4, 3, padding="VALID"), "Conv.padding"),
+  for layer, field in ((bnf.Conv(4, 3, padding=((1, 1), (1, 1))), "Conv.padding"),
+                       (bnf.Conv(4, 3, padding="VALID", strides=2), "Conv.padding"),
                        (bnf.Conv(4, 3, strides=(1, 2)), "Conv.strides"),
                        (bnf.Conv(4, 3, feature_group_count=3), "Conv.feature_group_count")):
     try:

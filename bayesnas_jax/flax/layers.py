@@ -18,8 +18,8 @@ collection, `"arch"` (`ARCH`), apart from the network weights in `"params"`:
 `model.init` returns both, the optimiser and the HARD prior see them as
 separate pytrees (`variables["params"]`, `variables["arch"]`).
 
-What is left out: padding other than "SAME", unequal strides or dilations per
-axis, and input dilation (the primitives implement SAME-padded square windows);
+What is left out: explicit paddings (only "SAME", and "VALID" at stride 1, as the
+SAME output cropped), unequal strides or dilations per axis, and input dilation;
 asking for them raises a ValueError naming the field.
 """
 from __future__ import annotations
@@ -30,6 +30,7 @@ import flax.linen as linen
 import jax.numpy as jnp
 
 from bayesnas_jax import nn
+from bayesnas_jax.nn import conv as conv_impls
 
 ARCH = "arch"
 Initializer = Callable[..., Any]
@@ -103,8 +104,8 @@ class Conv(linen.Module):
 
   @linen.compact
   def __call__(self, x):
-    if self.padding != "SAME":
-      raise ValueError(f"Conv.padding: expected 'SAME', got {self.padding!r}")
+    if self.padding not in ("SAME", "VALID"):
+      raise ValueError(f"Conv.padding: expected 'SAME' or 'VALID', got {self.padding!r}")
     shape = nn.value_of(x).shape
     if len(shape) != 4:
       raise ValueError(f"Conv: expected an NHWC input, got shape {tuple(shape)}")
@@ -123,8 +124,15 @@ class Conv(linen.Module):
     bias = (self.param("bias", self.bias_init, (self.features,), self.param_dtype)
             if self.use_bias else None)
     x, kernel, bias = _promote(self.dtype, x, kernel, bias)
-    return nn.conv2d(x, kernel, stride=stride, dilation=dilation, groups=groups, b=bias,
-                     impl=self.impl)
+    y = nn.conv2d(x, kernel, stride=stride, dilation=dilation, groups=groups, b=bias,
+                  impl=self.impl)
+    if self.padding == "VALID":
+      if stride != 1:
+        raise ValueError("Conv.padding: 'VALID' is supported with strides 1 only")
+      # VALID = the SAME output without the positions that read padding.
+      (top, bottom), (left, right) = conv_impls.same_pads(shape[1:3], kernel_size, 1, dilation)
+      y = y[:, top:shape[1] - bottom, left:shape[2] - right, :]
+    return y
 
 
 class BatchNorm(linen.Module):

@@ -1,0 +1,1 @@
+"""Structured compression with the HARD prior over weight groups (thesis App. A)."""

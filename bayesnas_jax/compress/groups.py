@@ -1,0 +1,130 @@
+"""Weight groups and their HARD prior for structured compression (thesis (T) App. A).
+
+A group is a set of weights of one layer that is kept or removed together (thesis
+Fig. A-1, after Wen et al. 2016). For a dense kernel [in, out]:
+
+  "row"     an input unit     W[i, :]      (group index i)
+  "column"  an output unit    W[:, j]
+  "shape"   a single weight   W[i, j]
+
+and for a convolution kernel HWIO [kh, kw, in, out]:
+
+  "filter"  an output channel W[:, :, :, o]
+  "channel" an input channel  W[:, :, c, :]
+  "shape"   one kernel position across filters  W[h, w, c, :]
+
+A layer may use several kinds; each has its own prior state (γ, ω, keep per
+group) and a weight survives only if every group it belongs to does. Algorithm 2,
+per layer l and kind, after a round with curvature H (the weights' diagonal, same
+one-pass engine as the architecture scalars):
+
+  eq. A-3  C = (1/γ + H/λ)⁻¹ per weight (γ its group's prior variance)
+  eq. A-4  α = 1/γ − C/γ²  = H/(λ + γH)
+  eq. A-5  ω_g = sqrt(Σ_{m∈g} α_m)           (the group form of eq. 18)
+  eq. A-2  γ_g = ‖W_g‖₂ / ω_g                (eq. 19, the switch, as the next γ)
+  prune g when γ_g ≤ 1/(2πe)
+
+and the penalty of eq. A-1 is Σ_l λ^l Σ_kinds Σ_g ω_g ‖W_g‖₂ (a re-weighted group
+lasso). All functions are pure and jittable.
+"""
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from bayesnas_jax import prior
+
+KINDS = {2: ("row", "column", "shape"), 4: ("filter", "channel", "shape")}
+# Member axes (reduced within a group) per kernel rank and kind.
+MEMBER_AXES = {
+    (2, "row"): (1,), (2, "column"): (0,), (2, "shape"): (),
+    (4, "filter"): (0, 1, 2), (4, "channel"): (0, 1, 3), (4, "shape"): (3,),
+}
+PRUNE_THRESHOLD = prior.PRUNE_THRESHOLD
+
+
+def check_kind(kind: str, ndim: int, field: str):
+  """One-line ValueError naming `field` if `kind` is not a group of a rank-`ndim` kernel."""
+  if ndim not in KINDS:
+    raise ValueError(f"{field}: groups are defined for dense [in, out] and conv HWIO "
+                     f"kernels, got a kernel of rank {ndim}")
+  if kind not in KINDS[ndim]:
+    layer = "dense" if ndim == 2 else "conv"
+    raise ValueError(f"{field}: {kind!r} is not a {layer} group; expected one of "
+                     f"{', '.join(KINDS[ndim])}")
+
+
+def _axes(kind, ndim):
+  return MEMBER_AXES[(ndim, kind)]
+
+
+def group_shape(kernel_shape, kind):
+  """Shape of the per-group arrays, with reduced member axes kept as size 1."""
+  axes = _axes(kind, len(kernel_shape))
+  return tuple(1 if a in axes else d for a, d in enumerate(kernel_shape))
+
+
+def group_sum(x, kind):
+  return jnp.sum(x, axis=_axes(kind, x.ndim), keepdims=True)
+
+
+def group_norm(w, kind):
+  """‖W_g‖₂ per group, with a gradient of 0 (not NaN) at W_g = 0."""
+  squares = group_sum(jnp.square(w), kind)
+  positive = squares > 0
+  return jnp.where(positive, jnp.sqrt(jnp.where(positive, squares, 1.0)), 0.0)
+
+
+def init_state(kernel_shape, kinds):
+  """γ = 1, ω = 1, every group kept (Algorithm 2's initialisation)."""
+  state = {}
+  for kind in kinds:
+    shape = group_shape(kernel_shape, kind)
+    state[kind] = {"gamma": jnp.ones(shape), "omega": jnp.ones(shape),
+                   "keep": jnp.ones(shape, bool)}
+  return state
+
+
+def mask(kernel_shape, state):
+  """1 where every group the weight belongs to is kept."""
+  out = jnp.ones(kernel_shape, bool)
+  for kind_state in state.values():
+    out = out & jnp.broadcast_to(kind_state["keep"], kernel_shape)
+  return out
+
+
+def penalty(w, state, lambda_):
+  """λ Σ_kinds Σ_g ω_g ‖W_g‖₂ over kept groups (eq. A-1)."""
+  total = 0.0
+  for kind, kind_state in state.items():
+    total = total + jnp.sum(jnp.where(kind_state["keep"],
+                                      kind_state["omega"] * group_norm(w, kind), 0.0))
+  return lambda_ * total
+
+
+def update(w, curvature, state, lambda_, threshold=PRUNE_THRESHOLD):
+  """Eqs. A-2–A-5 and pruning for one layer; returns the new state and, per
+  kind, the group curvature Σ_{m∈g} H_m (for records)."""
+  h = jnp.maximum(curvature, 0)
+  new, group_curvature = {}, {}
+  for kind, kind_state in state.items():
+    gamma = jnp.broadcast_to(kind_state["gamma"], w.shape)
+    alpha = h / (lambda_ + gamma * h)  # eq. A-4: 1/γ − C/γ² with C of eq. A-3
+    omega = jnp.maximum(jnp.sqrt(group_sum(alpha, kind)), prior.OMEGA_FLOOR)
+    gamma_new = group_norm(w, kind) / omega
+    keep = kind_state["keep"] & prior.keep_mask(gamma_new, threshold)
+    new[kind] = {"gamma": gamma_new, "omega": omega, "keep": keep}
+    group_curvature[kind] = group_sum(h, kind)
+  return new, group_curvature
+
+
+def tree_update(kernels, curvatures, states, lambdas, threshold=PRUNE_THRESHOLD):
+  """`update` over a dict of layers {name: kernel}; returns (states, group curvature)."""
+  new, group_curvature = {}, {}
+  for name in states:
+    new[name], group_curvature[name] = update(kernels[name], curvatures[name], states[name],
+                                              lambdas[name], threshold)
+  return new, group_curvature
+
+
+tree_update_jit = jax.jit(tree_update, static_argnames=("threshold",))

@@ -1,0 +1,306 @@
+"""Structured compression by the HARD prior over weight groups (thesis Algorithm 2).
+
+  1. dense baseline: `train.baseline_epochs` epochs of the plain loss ("before");
+  2. T_max = `compress.rounds` rounds, each `compress.epochs_per_round` epochs of
+     E_D + Σ_l λ Σ_kinds Σ_g ω_g‖W_g‖₂ (eq. A-1), then the weights' diagonal
+     curvature on `compress.curvature_batches` batches (the one-pass engine), the
+     group update of `groups.update` (eqs. A-2–A-5), pruning and its structural
+     consequences (`structure.unit_masks`); pruned weights stay 0;
+  3. `compress.finetune_epochs` epochs of the masked network without the penalty;
+  4. export: the physically smaller network (`structure.compress`) saved with orbax
+     (`compressed/`) and re-loaded for the "after" test error, which equals the
+     masked network's; `summary.json`, `layers.md` (the per-layer table) and
+     `sparsity.png`.
+
+Every batch is a function of (seed, epoch, step). Progress goes to stderr.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import orbax.checkpoint as ocp
+
+from bayesnas_jax import data as data_lib
+from bayesnas_jax import export, nn, value_grad_curvature
+from bayesnas_jax.compress import groups, models, structure
+
+ZERO_CURVATURE = ("keep", "prune")
+
+
+def _log(message):
+  print(message, file=sys.stderr, flush=True)
+
+
+def layer_groups(config, layers):
+  """{layer: (kinds…)} from config.compress.groups, checked (one-line errors)."""
+  spec = config.compress.groups
+  names = [layer.name for layer in layers]
+  for name in spec:
+    if name not in names:
+      raise ValueError(f"config.compress.groups.{name}: no such layer (layers: "
+                       f"{', '.join(names)})")
+  out = {}
+  for layer in layers:
+    kinds = tuple(k.strip() for k in str(spec.get(layer.name, "")).split(",") if k.strip())
+    for kind in kinds:
+      groups.check_kind(kind, 2 if layer.kind == "dense" else 4,
+                        f"config.compress.groups.{layer.name}")
+    if kinds:
+      out[layer.name] = kinds
+  if not out:
+    raise ValueError("config.compress.groups: no layer has groups to prune")
+  return out
+
+
+def validate(config):
+  c = config.compress
+  for field, value, low in (("compress.rounds", c.rounds, 1),
+                            ("compress.epochs_per_round", c.epochs_per_round, 1),
+                            ("compress.curvature_batches", c.curvature_batches, 1),
+                            ("compress.finetune_epochs", c.finetune_epochs, 0),
+                            ("train.baseline_epochs", config.train.baseline_epochs, 0),
+                            ("input.batch_size", config.input.batch_size, 1)):
+    if not isinstance(value, int) or isinstance(value, bool) or value < low:
+      raise ValueError(f"config.{field}: expected an integer >= {low}, got {value!r}")
+  if config.train.optimizer not in ("sgd", "adam"):
+    raise ValueError(f"config.train.optimizer: expected 'sgd' or 'adam', got "
+                     f"{config.train.optimizer!r}")
+  if not c.lambda_ > 0:
+    raise ValueError(f"config.compress.lambda_: expected a number > 0, got {c.lambda_!r}")
+  if c.zero_curvature not in ZERO_CURVATURE:
+    raise ValueError(f"config.compress.zero_curvature: expected one of {ZERO_CURVATURE}, "
+                     f"got {c.zero_curvature!r}")
+  if c.curvature_mode not in ("hessian", "ggn"):
+    raise ValueError(f"config.compress.curvature_mode: expected 'hessian' or 'ggn', got "
+                     f"{c.curvature_mode!r}")
+
+
+def _images(batch, input_config):
+  return data_lib.preprocess(batch, tuple(input_config.mean), tuple(input_config.std))
+
+
+def _make_steps(model, config, kinds):
+  # SGD by default: Adam rescales every coordinate's step, so the group penalty's
+  # pull on weights the data barely move becomes as strong as any data gradient.
+  if config.train.optimizer == "adam":
+    optimizer = optax.adam(config.train.learning_rate)
+  else:
+    optimizer = optax.sgd(config.train.learning_rate, momentum=config.train.momentum)
+  lambda_ = config.compress.lambda_
+
+  def loss_fn(params, images, labels):
+    return nn.softmax_cross_entropy(model.apply({"params": params}, images), labels)
+
+  def penalty(params, states):
+    return sum(groups.penalty(params[name]["kernel"], states[name], lambda_)
+               for name in kinds)
+
+  @jax.jit
+  def train_step(params, opt_state, images, labels, states, masks, use_penalty):
+    def objective(p):
+      data = loss_fn(p, images, labels)
+      return data + use_penalty * penalty(p, states), data
+    (_, data), grads = jax.value_and_grad(objective, has_aux=True)(params)
+    updates, opt_state = optimizer.update(grads, opt_state, params)
+    params = jax.tree_util.tree_map(lambda p, u, m: (p + u) * m, params, updates, masks)
+    return params, opt_state, data
+
+  @jax.jit
+  def curvature_step(params, images, labels):
+    _, _, curvature = value_grad_curvature(loss_fn, params, images, labels,
+                                           mode=config.compress.curvature_mode)
+    return curvature
+
+  @jax.jit
+  def eval_step(params, images, labels):
+    logits = model.apply({"params": params}, images)
+    return jnp.sum(jnp.argmax(logits, -1) == labels)
+
+  return optimizer, train_step, curvature_step, eval_step
+
+
+def test_error(eval_step, params, test, input_config, batch_size=1000):
+  correct = 0
+  for start in range(0, len(test), batch_size):
+    images = _images(test.images[start:start + batch_size], input_config)
+    correct += int(eval_step(params, images, test.labels[start:start + batch_size]))
+  return 100.0 * (1 - correct / len(test))
+
+
+def macs_per_example(model, params, image_shape):
+  """Multiply-accumulates per example of a dense/conv chain: each kernel's entries
+  times its output positions (shapes from an abstract evaluation)."""
+  x = jax.ShapeDtypeStruct((1,) + tuple(image_shape), jnp.float32)
+  _, state = jax.eval_shape(
+      lambda p, x_: model.apply({"params": p}, x_, capture_intermediates=True,
+                                mutable=["intermediates"]), params, x)
+  total = 0
+  for name, entry in params.items():
+    out_shape = state["intermediates"][name]["__call__"][0].shape
+    positions = int(np.prod(out_shape[1:-1])) if len(out_shape) == 4 else 1
+    total += positions * int(np.prod(np.shape(entry["kernel"])))
+  return total
+
+
+def run_compress(config, workdir: str, log=_log):
+  validate(config)
+  model = models.make(config.model)
+  layers = models.layers(model)
+  kinds = layer_groups(config, layers)
+  splits = data_lib.load_splits(dict(config.data))
+  train, test = (splits[name] for name in config.data.splits)
+  train = data_lib.take_examples(train, config.input.get("train_examples", 0))
+  test = data_lib.take_examples(test, config.input.get("test_examples", 0))
+  batch_size = config.input.batch_size
+  steps = data_lib.steps_per_epoch(len(train), batch_size)
+  if steps < 1:
+    raise ValueError(f"config.input.batch_size: {batch_size} is larger than the {len(train)} "
+                     f"training examples")
+  os.makedirs(workdir, exist_ok=True)
+  start_time = time.perf_counter()
+  key = jax.random.PRNGKey(config.seed)
+  params = model.init(key, _images(train.images[:1], config.input))["params"]
+  optimizer, train_step, curvature_step, eval_step = _make_steps(model, config, kinds)
+  opt_state = optimizer.init(params)
+  masks = jax.tree_util.tree_map(jnp.ones_like, params)
+  states = {name: groups.init_state(params[name]["kernel"].shape, kinds[name]) for name in kinds}
+  epoch = [0]
+
+  def run_epochs(count, label, use_penalty):
+    nonlocal params, opt_state
+    for _ in range(count):
+      losses = []
+      for step in range(steps):
+        index = data_lib.batch_indices(len(train), batch_size, seed=config.seed,
+                                       epoch=epoch[0], step=step)
+        params, opt_state, loss = train_step(
+            params, opt_state, _images(train.images[index], config.input), train.labels[index],
+            states, masks, jnp.float32(use_penalty))
+        losses.append(loss)
+      epoch[0] += 1
+      log(f"{label}: epoch {epoch[0]}, loss {float(np.mean(jax.device_get(losses))):.4f}")
+
+  run_epochs(config.train.baseline_epochs, "baseline", 0.0)
+  image_shape = train.images.shape[1:]
+  error_before = test_error(eval_step, params, test, config.input)
+  params_before = int(sum(np.size(v) for v in jax.tree_util.tree_leaves(params)))
+  macs_before = macs_per_example(model, params, image_shape)
+  everything = {layer.name: np.ones(params[layer.name]["kernel"].shape, bool) for layer in layers}
+  _, _, out_all, in_all = structure.unit_masks(layers, everything, {})
+  arch_before = structure.architecture_string(layers, out_all, in_all)
+  log(f"dense baseline {arch_before}: test error {error_before:.2f}%, {params_before} "
+      f"parameters, {macs_before} multiply-adds per example")
+  lambdas = {name: config.compress.lambda_ for name in kinds}
+  rounds = []
+  for round_ in range(config.compress.rounds):
+    run_epochs(config.compress.epochs_per_round, f"round {round_ + 1}", 1.0)
+    curvature = None
+    for b in range(config.compress.curvature_batches):
+      index = data_lib.batch_indices(len(train), batch_size, seed=config.seed + 1,
+                                     epoch=round_, step=b % steps)
+      c = curvature_step(params, _images(train.images[index], config.input), train.labels[index])
+      curvature = c if curvature is None else jax.tree_util.tree_map(jnp.add, curvature, c)
+    curvature = jax.tree_util.tree_map(lambda h: h / config.compress.curvature_batches,
+                                       curvature)
+    kernels = {name: params[name]["kernel"] for name in kinds}
+    hs = {name: curvature[name]["kernel"] for name in kinds}
+    states, group_h = groups.tree_update_jit(kernels, hs, states, lambdas,
+                                             threshold=config.compress.prune_threshold)
+    if config.compress.zero_curvature == "prune":
+      tolerance = config.compress.zero_tolerance * config.compress.lambda_
+      states = {name: {kind: {**s, "keep": s["keep"] & (group_h[name][kind] > tolerance)}
+                       for kind, s in kind_states.items()}
+                for name, kind_states in states.items()}
+    kernel_masks = {layer.name: (np.asarray(groups.mask(params[layer.name]["kernel"].shape,
+                                                       states[layer.name]))
+                                 if layer.name in states else everything[layer.name])
+                    for layer in layers}
+    unit, bias, out_alive, in_alive = structure.unit_masks(
+        layers, kernel_masks, {layer.name: "bias" in params[layer.name] for layer in layers})
+    masks = {layer.name: {"kernel": jnp.asarray(unit[layer.name], jnp.float32),
+                          **({"bias": jnp.asarray(bias[layer.name], jnp.float32)}
+                             if layer.name in bias else {})} for layer in layers}
+    params = jax.tree_util.tree_map(lambda p, m: p * m, params, masks)
+    arch = structure.architecture_string(layers, out_alive, in_alive)
+    kept = {name: int(np.sum(unit[name])) for name in unit}
+    rounds.append({"round": round_ + 1, "architecture": arch, "kept_weights": kept,
+                   "test_error": test_error(eval_step, params, test, config.input)})
+    log(f"round {round_ + 1}: {arch}, test error {rounds[-1]['test_error']:.2f}%, weights kept "
+        + ", ".join(f"{k} {v}" for k, v in kept.items()))
+  run_epochs(config.compress.finetune_epochs, "fine-tune", 0.0)
+  error_masked = test_error(eval_step, params, test, config.input)
+  small_params, widths, input_index, flat_index = structure.compress(
+      layers, jax.device_get(params), out_alive, in_alive)
+  small = models.shrunk(model, widths, input_index, flat_index)
+  path = os.path.abspath(os.path.join(workdir, "compressed"))
+  checkpointer = ocp.StandardCheckpointer()
+  checkpointer.save(path, small_params, force=True)
+  checkpointer.wait_until_finished()
+  restored = checkpointer.restore(path, jax.tree_util.tree_map(np.asarray, small_params))
+  export.write_json(os.path.join(workdir, "compressed_model.json"),
+                    {"model": config.model.name, "widths": widths,
+                     "input_index": input_index, "flat_index": flat_index})
+  _, _, _, small_eval = _make_steps(small, config, {})
+  error_after = test_error(small_eval, restored, test, config.input)
+  macs_after = macs_per_example(small, restored, image_shape)
+  params_after = int(sum(np.size(v) for v in jax.tree_util.tree_leaves(restored)))
+  table = _layer_table(layers, params, jax.device_get(masks), restored)
+  _write_table(workdir, table)
+  _plot(workdir, table)
+  summary = {
+      "architecture_before": arch_before,
+      "architecture_after": structure.architecture_string(layers, out_alive, in_alive),
+      "params_before": params_before, "params_after": params_after,
+      "nonzero_params_after": int(sum(row["nonzero"] for row in table)) + sum(
+          int(np.size(restored[n]["bias"])) for n in restored if "bias" in restored[n]),
+      "flops_before": macs_before, "flops_after": macs_after,
+      "flops_convention": "multiply-accumulates per example",
+      "flops_reduction": round(macs_before / max(macs_after, 1), 2),
+      "test_error_before": round(error_before, 3), "test_error_after": round(error_after, 3),
+      "test_error_masked": round(error_masked, 3),
+      "layers": table, "rounds": rounds, "seconds": round(time.perf_counter() - start_time, 1),
+      "device": jax.devices()[0].device_kind,
+  }
+  export.write_json(os.path.join(workdir, "summary.json"), summary)
+  return {k: v for k, v in summary.items() if k not in ("layers", "rounds")}
+
+
+def _layer_table(layers, params, masks, small):
+  rows = []
+  for layer in layers:
+    kernel = np.asarray(masks[layer.name]["kernel"])
+    rows.append({"layer": layer.name, "shape_before": list(np.shape(params[layer.name]["kernel"])),
+                 "shape_after": list(np.shape(small[layer.name]["kernel"])),
+                 "weights": int(kernel.size), "nonzero": int(np.sum(kernel)),
+                 "kept_percent": round(100.0 * float(np.mean(kernel)), 2)})
+  return rows
+
+
+def _write_table(workdir, table):
+  lines = ["| layer | kernel before | kernel after | weights kept |", "| --- | --- | --- | --- |"]
+  for row in table:
+    lines.append(f"| {row['layer']} | {'×'.join(map(str, row['shape_before']))} | "
+                 f"{'×'.join(map(str, row['shape_after']))} | {row['nonzero']} of "
+                 f"{row['weights']} ({row['kept_percent']}%) |")
+  with open(os.path.join(workdir, "layers.md"), "w", encoding="utf-8") as f:
+    f.write("\n".join(lines) + "\n")
+
+
+def _plot(workdir, table):
+  import matplotlib  # pylint: disable=import-outside-toplevel
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
+  fig, ax = plt.subplots(figsize=(5, 3))
+  ax.bar([row["layer"] for row in table], [row["kept_percent"] for row in table])
+  ax.set_ylabel("weights kept (%)")
+  ax.set_title("per-layer sparsity")
+  fig.tight_layout()
+  fig.savefig(os.path.join(workdir, "sparsity.png"), dpi=100)
+  plt.close(fig)

@@ -1,0 +1,163 @@
+"""Structured compression (thesis App. A): weight groups, their structural
+consequences, the physically smaller network, and the LeNet-5 CLI on tiny IDX files."""
+import json
+import os
+import subprocess
+import sys
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import pytest
+
+from bayesnas_jax import data, exact_diagonal, nn, value_grad_curvature
+from bayesnas_jax.compress import groups, models, structure
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.mark.parametrize("shape, kind, pruned, expected_false", [
+    ((4, 3), "row", (1, 0), lambda m: m[1, :]),
+    ((4, 3), "column", (0, 2), lambda m: m[:, 2]),
+    ((4, 3), "shape", (3, 1), lambda m: m[3, 1]),
+    ((3, 3, 2, 5), "filter", (0, 0, 0, 4), lambda m: m[:, :, :, 4]),
+    ((3, 3, 2, 5), "channel", (0, 0, 1, 0), lambda m: m[:, :, 1, :]),
+    ((3, 3, 2, 5), "shape", (2, 0, 1, 0), lambda m: m[2, 0, 1, :]),
+])
+def test_each_group_kind_masks_its_entries(shape, kind, pruned, expected_false):
+  state = groups.init_state(shape, [kind])
+  keep = np.ones(groups.group_shape(shape, kind), bool)
+  keep[pruned] = False
+  state[kind]["keep"] = jnp.asarray(keep)
+  mask = np.asarray(groups.mask(shape, state))
+  assert not np.any(expected_false(mask))
+  assert mask.sum() == mask.size - np.size(expected_false(mask))
+
+
+def _model(name):
+  return models.make(ml_collections.ConfigDict({"name": name, "num_classes": 10}))
+
+
+def _random_masks(model, params, seed, fraction):
+  rng = np.random.default_rng(seed)
+  out = {}
+  for layer in models.layers(model):
+    kernel = params[layer.name]["kernel"]
+    kinds = ["column", "row"] if layer.kind == "dense" else ["filter", "shape"]
+    state = groups.init_state(kernel.shape, kinds)
+    for kind in kinds:
+      state[kind]["keep"] = jnp.asarray(rng.random(state[kind]["keep"].shape) > fraction)
+    out[layer.name] = np.asarray(groups.mask(kernel.shape, state))
+  return out
+
+
+@pytest.mark.parametrize("name", ["lenet300", "lenet5"])
+def test_compressed_network_equals_the_masked_one(name):
+  model = _model(name)
+  x = jax.random.normal(jax.random.key(0), (3, 28, 28, 1), jnp.float64)
+  params = jax.tree.map(lambda a: a.astype(jnp.float64) + 0.01,
+                        model.init(jax.random.key(1), x)["params"])
+  layers = models.layers(model)
+  kernel_masks, bias_masks, out_alive, in_alive = structure.unit_masks(
+      layers, _random_masks(model, params, 0, 0.1), {l.name: True for l in layers})
+  masked = {l.name: {"kernel": params[l.name]["kernel"] * kernel_masks[l.name],
+                     "bias": params[l.name]["bias"] * bias_masks[l.name]} for l in layers}
+  small_params, widths, input_index, flat_index = structure.compress(layers, masked, out_alive,
+                                                                     in_alive)
+  small = models.shrunk(model, widths, input_index, flat_index)
+  full_width = [np.size(out_alive[l.name]) for l in layers[:-1]]
+  assert all(w < f for w, f in zip(widths, full_width))  # really smaller
+  np.testing.assert_allclose(small.apply({"params": small_params}, x),
+                             model.apply({"params": masked}, x), rtol=1e-12, atol=1e-12)
+  arch = structure.architecture_string(layers, out_alive, in_alive)
+  numbers = [int(v) for v in arch.split("-")]
+  if name == "lenet300":  # inputs, then the hidden widths
+    assert numbers == [len(input_index)] + widths
+  else:  # filters, filters, dense inputs, dense outputs
+    assert numbers == widths[:2] + [len(flat_index)] + widths[2:]
+
+
+def test_pruned_units_propagate_both_ways():
+  model = _model("lenet5")
+  params = model.init(jax.random.key(0), jnp.zeros((1, 28, 28, 1)))["params"]
+  layers = models.layers(model)
+  masks = {l.name: np.ones(params[l.name]["kernel"].shape, bool) for l in layers}
+  channels = 50
+  masks["Dense_0"][np.arange(800) % channels == 3, :] = False  # every input of channel 3
+  masks["Conv_1"][..., 7] = False                             # filter 7
+  kernel_masks, bias_masks, out_alive, in_alive = structure.unit_masks(
+      layers, masks, {l.name: True for l in layers})
+  assert not out_alive["Conv_1"][3] and not bias_masks["Conv_1"][3]
+  assert not np.any(kernel_masks["Conv_1"][..., 3])   # channel 3 unused → filter 3 gone
+  assert not np.any(kernel_masks["Dense_0"][np.arange(800) % channels == 7, :])  # and back
+  assert structure.architecture_string(layers, out_alive, in_alive) == "20-48-768-500"
+
+
+def test_group_curvature_is_the_sum_of_the_members_diagonal():
+  """On the last dense layer under cross-entropy the engine's diagonal is exact
+  (test_curvature); the group curvature must then be the sum of the exact entries."""
+  rng = np.random.default_rng(0)
+  params = {"w1": rng.normal(size=(5, 4)), "w2": rng.normal(size=(4, 3))}
+  x, labels = rng.normal(size=(6, 5)), np.array([0, 1, 2, 0, 1, 2])
+
+  def loss(p):
+    return nn.softmax_cross_entropy(nn.dense(nn.relu(nn.dense(x, p["w1"])), p["w2"]), labels)
+
+  _, _, curvature = value_grad_curvature(loss, params, mode="ggn")
+  exact = np.asarray(exact_diagonal(loss, params, wrt="w2"))
+  for kind in ("row", "column", "shape"):
+    state = groups.init_state((4, 3), [kind])
+    _, group_h = groups.update(jnp.asarray(params["w2"]), curvature["w2"], state, 0.01)
+    np.testing.assert_allclose(group_h[kind], groups.group_sum(jnp.asarray(exact), kind),
+                               rtol=1e-9)
+
+
+def _write_tiny_idx(root):
+  rng = np.random.default_rng(0)
+  for prefix, count in (("train", 64), ("t10k", 32)):
+    labels = rng.integers(0, 10, count).astype(np.uint8)
+    images = (rng.integers(0, 40, (count, 28, 28)) + labels[:, None, None] * 20).astype(np.uint8)
+    data.write_idx(os.path.join(root, f"{prefix}-images-idx3-ubyte"), images)
+    data.write_idx(os.path.join(root, f"{prefix}-labels-idx1-ubyte"), labels)
+
+
+def _cli(args):
+  env = {**os.environ, "PYTHONPATH": ROOT, "JAX_PLATFORMS": "cpu"}
+  return subprocess.run([sys.executable, "-m", "launch.main", *args], cwd=ROOT, env=env,
+                        capture_output=True, text=True, timeout=600, check=False)
+
+
+def test_lenet5_cli_end_to_end_on_tiny_idx(tmp_path):
+  _write_tiny_idx(str(tmp_path))
+  workdir = tmp_path / "run"
+  result = _cli(["--config=configs/compress_lenet5_mnist.py", f"--workdir={workdir}",
+                 f"--config.data.path={tmp_path}", "--config.data.source=idx",
+                 "--config.input.batch_size=16", "--config.train.baseline_epochs=1",
+                 "--config.compress.rounds=1", "--config.compress.epochs_per_round=1",
+                 "--config.compress.curvature_batches=2", "--config.compress.finetune_epochs=1",
+                 # The pipeline, not the rule: a threshold far below 1/(2πe).
+                 "--config.compress.prune_threshold=1e-4"])
+  assert result.returncode == 0, result.stderr[-3000:]
+  summary = json.loads((workdir / "summary.json").read_text())
+  assert summary["architecture_before"] == "20-50-800-500"
+  assert summary["params_before"] == 431080 and summary["flops_before"] == 2293000
+  assert summary["test_error_after"] == summary["test_error_masked"]
+  assert summary["flops_after"] <= summary["flops_before"]
+  assert summary["params_after"] <= summary["params_before"]
+  for name in ("layers.md", "sparsity.png", "compressed_model.json"):
+    assert (workdir / name).exists()
+  assert (workdir / "compressed").is_dir()
+
+
+@pytest.mark.parametrize("override, words", [
+    ("--config.compress.groups.Dense_0=diagonal",
+     "config.compress.groups.Dense_0: 'diagonal' is not a dense group"),
+    ("--config.compress.groups.Conv_0=row", "config.compress.groups.Conv_0: 'row' is not a conv"),
+])
+def test_bad_group_names_are_one_line(override, words, tmp_path):
+  result = _cli(["--config=configs/compress_lenet5_mnist.py", f"--workdir={tmp_path / 'w'}",
+                 override])
+  lines = result.stderr.strip().splitlines()
+  assert result.returncode == 2 and len(lines) == 1 and words in lines[0], result.stderr
+  assert not (tmp_path / "w").exists()
