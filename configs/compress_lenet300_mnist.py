@@ -53,6 +53,7 @@ def get_config(arg=None):
   config.compress.zero_curvature = "prune"  # groups the data do not inform (README)
   config.compress.zero_tolerance = 1e-6
   config.compress.prune_threshold = 0.05854983152431917  # 1/(2πe)
+  config.compress.prune_rule = "entropy"  # entropy: γ ≤ threshold (thesis) | evidence
   config.compress.finetune_epochs = 5
   config.tensorboard = False
   return config

@@ -186,3 +186,15 @@ def test_quality_benchmark_rejects_bad_flags(tmp_path):
   assert result.returncode == 2
   assert result.stderr.strip().splitlines()[-1].startswith("error: config.quality.eval_config")
   assert not (tmp_path / "w").exists()
+
+
+def test_pool_protocol_ignores_fields_that_change_nothing():
+  """A pool recorded before input.pipeline/input.workers existed still matches at
+  their neutral values; another pipeline does not."""
+  from bayesnas_jax.search import quality  # pylint: disable=import-outside-toplevel
+  old = {"input": {"batch_size": 8}, "model": {"genotype": "a.json", "channels": 4}}
+  new = {"input": {"batch_size": 8, "pipeline": "memory", "workers": 3},
+         "model": {"genotype": "b.json", "channels": 4}}
+  assert quality._comparable(old) == quality._comparable(new)  # pylint: disable=protected-access
+  new["input"]["pipeline"] = "grain"
+  assert quality._comparable(old) != quality._comparable(new)  # pylint: disable=protected-access

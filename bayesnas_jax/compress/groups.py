@@ -102,9 +102,30 @@ def penalty(w, state, lambda_):
   return lambda_ * total
 
 
-def update(w, curvature, state, lambda_, threshold=PRUNE_THRESHOLD):
+PRUNE_RULES = ("entropy", "evidence")
+
+
+def evidence_slope(w, curvature, kind, lambda_):
+  """Whether the data support the group: the slope at γ = 0 of the group's log
+  marginal likelihood in the local quadratic model,
+
+      ∂/∂γ Σ_{m∈g} log N(w_m; 0, γ + v_m) |_{γ=0} ∝ Σ_m H_m·(H_m w_m² − λ),
+
+  with v_m = λ/H_m the likelihood's variance for member m. ≤ 0: the evidence
+  peaks at γ = 0 and the group goes (Tipping & Faul's pruning test). Members
+  weigh in by their precision H_m, so a member the data barely see (H_m ≈ 0)
+  barely counts, and for one scalar the test is w²H > λ. Unlike γ of eq. A-2 it
+  does not depend on the weights' scale matching the 1/(2πe) threshold."""
+  h = jnp.maximum(curvature, 0)
+  return group_sum(h * (h * jnp.square(w) - lambda_), kind)
+
+
+def update(w, curvature, state, lambda_, threshold=PRUNE_THRESHOLD, rule="entropy"):
   """Eqs. A-2–A-5 and pruning for one layer; returns the new state and, per
-  kind, the group curvature Σ_{m∈g} H_m (for records)."""
+  kind, the group curvature Σ_{m∈g} H_m (for records). `rule`: "entropy" prunes
+  when γ ≤ threshold (the thesis), "evidence" when `evidence_slope` ≤ 0."""
+  if rule not in PRUNE_RULES:
+    raise ValueError(f"prune rule: expected one of {PRUNE_RULES}, got {rule!r}")
   h = jnp.maximum(curvature, 0)
   new, group_curvature = {}, {}
   for kind, kind_state in state.items():
@@ -112,19 +133,24 @@ def update(w, curvature, state, lambda_, threshold=PRUNE_THRESHOLD):
     alpha = h / (lambda_ + gamma * h)  # eq. A-4: 1/γ − C/γ² with C of eq. A-3
     omega = jnp.maximum(jnp.sqrt(group_sum(alpha, kind)), prior.OMEGA_FLOOR)
     gamma_new = group_norm(w, kind) / omega
-    keep = kind_state["keep"] & prior.keep_mask(gamma_new, threshold)
+    if rule == "entropy":
+      survives = prior.keep_mask(gamma_new, threshold)
+    else:
+      survives = evidence_slope(w, curvature, kind, lambda_) > 0
+    keep = kind_state["keep"] & survives
     new[kind] = {"gamma": gamma_new, "omega": omega, "keep": keep}
     group_curvature[kind] = group_sum(h, kind)
   return new, group_curvature
 
 
-def tree_update(kernels, curvatures, states, lambdas, threshold=PRUNE_THRESHOLD):
+def tree_update(kernels, curvatures, states, lambdas, threshold=PRUNE_THRESHOLD,
+                rule="entropy"):
   """`update` over a dict of layers {name: kernel}; returns (states, group curvature)."""
   new, group_curvature = {}, {}
   for name in states:
     new[name], group_curvature[name] = update(kernels[name], curvatures[name], states[name],
-                                              lambdas[name], threshold)
+                                              lambdas[name], threshold, rule)
   return new, group_curvature
 
 
-tree_update_jit = jax.jit(tree_update, static_argnames=("threshold",))
+tree_update_jit = jax.jit(tree_update, static_argnames=("threshold", "rule"))

@@ -77,6 +77,9 @@ def validate(config):
   if c.zero_curvature not in ZERO_CURVATURE:
     raise ValueError(f"config.compress.zero_curvature: expected one of {ZERO_CURVATURE}, "
                      f"got {c.zero_curvature!r}")
+  if c.prune_rule not in groups.PRUNE_RULES:
+    raise ValueError(f"config.compress.prune_rule: expected one of {groups.PRUNE_RULES}, got "
+                     f"{c.prune_rule!r}")
   if c.curvature_mode not in ("hessian", "ggn"):
     raise ValueError(f"config.compress.curvature_mode: expected 'hessian' or 'ggn', got "
                      f"{c.curvature_mode!r}")
@@ -212,7 +215,8 @@ def run_compress(config, workdir: str, log=_log):
     kernels = {name: params[name]["kernel"] for name in kinds}
     hs = {name: curvature[name]["kernel"] for name in kinds}
     states, group_h = groups.tree_update_jit(kernels, hs, states, lambdas,
-                                             threshold=config.compress.prune_threshold)
+                                             threshold=config.compress.prune_threshold,
+                                             rule=config.compress.prune_rule)
     if config.compress.zero_curvature == "prune":
       tolerance = config.compress.zero_tolerance * config.compress.lambda_
       states = {name: {kind: {**s, "keep": s["keep"] & (group_h[name][kind] > tolerance)}

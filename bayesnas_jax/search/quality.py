@@ -134,15 +134,30 @@ def _plot(result, path_prefix):
   export._save(fig, path_prefix)  # pylint: disable=protected-access
 
 
+# Fields that do not change what a training computes, at these values: a pool
+# recorded before they existed still matches.
+_NEUTRAL = {("input", "pipeline"): ("memory",), ("input", "workers"): None,
+            ("data", "skip_unreadable"): (False,)}
+
+
+def _comparable(protocol):
+  protocol = json.loads(json.dumps(protocol, default=str))
+  protocol.get("model", {}).pop("genotype", None)
+  for (section, key), values in _NEUTRAL.items():
+    part = protocol.get(section, {})
+    if key in part and (values is None or part[key] in values):
+      part.pop(key)
+  return protocol
+
+
 def _random_pool(config, pool_dir):
   """Checks (or records) that the random cells in `pool_dir` were trained with
   this config's protocol, so that several benchmarks can share them."""
-  protocol = json.loads(json.dumps(protocol_config(config, "", 0).to_dict(), default=str))
-  protocol.get("model", {}).pop("genotype", None)
+  protocol = _comparable(protocol_config(config, "", 0).to_dict())
   path = os.path.join(pool_dir, "random", "protocol.json")
   if os.path.exists(path):
     with open(path, encoding="utf-8") as f:
-      stored = json.load(f)
+      stored = _comparable(json.load(f))
     if stored != protocol:
       raise ValueError(f"--random_workdir {pool_dir}: its random cells were trained with "
                        f"another protocol ({path}); use a fresh directory")
