@@ -161,3 +161,20 @@ def test_bad_group_names_are_one_line(override, words, tmp_path):
   lines = result.stderr.strip().splitlines()
   assert result.returncode == 2 and len(lines) == 1 and words in lines[0], result.stderr
   assert not (tmp_path / "w").exists()
+
+
+def test_evidence_rule_keeps_what_the_data_support():
+  """Prune iff Σ_m H_m(H_m w_m² − λ) ≤ 0 (hand-computed); the thesis' entropy
+  rule on the same groups prunes by γ = ‖W_g‖/ω_g ≤ 1/(2πe) instead."""
+  w = jnp.asarray([[0.2, 0.05, 0.3], [0.2, 0.05, 0.0]])   # columns are the groups
+  h = jnp.asarray([[1.0, 1.0, 0.0], [1.0, 1.0, 1e-9]])
+  state = groups.init_state(w.shape, ["column"])
+  kept, _ = groups.update(w, h, state, 0.01, rule="evidence")
+  # column 0: 2·(0.04 − 0.01) > 0 kept; column 1: 2·(0.0025 − 0.01) < 0 pruned;
+  # column 2: its only seen member (H = 1e-9) is ≈ 0 and the other unseen: pruned.
+  np.testing.assert_array_equal(kept["column"]["keep"][0], [True, False, False])
+  entropy, _ = groups.update(w, h, state, 0.01, rule="entropy")
+  gamma = np.asarray(entropy["column"]["gamma"][0])
+  np.testing.assert_array_equal(entropy["column"]["keep"][0], gamma > groups.PRUNE_THRESHOLD)
+  with pytest.raises(ValueError, match="prune rule"):
+    groups.update(w, h, state, 0.01, rule="magnitude")
