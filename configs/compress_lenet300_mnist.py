@@ -45,7 +45,7 @@ def get_config(arg=None):
   config.compress = ml_collections.ConfigDict()
   config.compress.groups = ml_collections.ConfigDict(
       {"Dense_0": "row,column", "Dense_1": "row,column", "Dense_2": "row"})
-  config.compress.lambda_ = 1e-4  # λ^l of eq. A-1 (every layer); also divides H
+  config.compress.lambda_ = 3e-6  # λ^l of eq. A-1 (every layer, mean loss); also divides H
   config.compress.rounds = 5  # T_max
   config.compress.epochs_per_round = 2  # K: the thesis updates every 10 epochs
   config.compress.curvature_batches = 10
@@ -53,7 +53,11 @@ def get_config(arg=None):
   config.compress.zero_curvature = "prune"  # groups the data do not inform (README)
   config.compress.zero_tolerance = 1e-6
   config.compress.prune_threshold = 0.05854983152431917  # 1/(2πe)
-  config.compress.prune_rule = "entropy"  # entropy: γ ≤ threshold (thesis) | evidence
+  # evidence: the group's marginal likelihood peaks at γ = 0 | entropy: γ ≤ threshold
+  # (the thesis; it prunes every group of ordinary-scale weights, QUALITY.md)
+  config.compress.prune_rule = "evidence"
   config.compress.finetune_epochs = 5
+  config.compress.method = "bayes"  # bayes | magnitude | group_lasso (baselines)
+  config.compress.target_architecture = ""  # the baselines prune to this (e.g. "116-28-79")
   config.tensorboard = False
   return config

@@ -32,6 +32,10 @@ from bayesnas_jax import export, nn, value_grad_curvature
 from bayesnas_jax.compress import groups, models, structure
 
 ZERO_CURVATURE = ("keep", "prune")
+# bayes: Algorithm 2. magnitude / group_lasso: the baselines of the same tool — the
+# same epochs without penalty / with the plain group lasso (ω = 1 throughout), then
+# the units with the largest norms kept to `compress.target_architecture`.
+METHODS = ("bayes", "magnitude", "group_lasso")
 
 
 def _log(message):
@@ -77,6 +81,11 @@ def validate(config):
   if c.zero_curvature not in ZERO_CURVATURE:
     raise ValueError(f"config.compress.zero_curvature: expected one of {ZERO_CURVATURE}, "
                      f"got {c.zero_curvature!r}")
+  if c.method not in METHODS:
+    raise ValueError(f"config.compress.method: expected one of {METHODS}, got {c.method!r}")
+  if c.method != "bayes" and not c.target_architecture:
+    raise ValueError(f"config.compress.target_architecture: method {c.method!r} needs the "
+                     f"architecture to prune to (e.g. a bayes run's architecture_after)")
   if c.prune_rule not in groups.PRUNE_RULES:
     raise ValueError(f"config.compress.prune_rule: expected one of {groups.PRUNE_RULES}, got "
                      f"{c.prune_rule!r}")
@@ -202,8 +211,23 @@ def run_compress(config, workdir: str, log=_log):
       f"parameters, {macs_before} multiply-adds per example")
   lambdas = {name: config.compress.lambda_ for name in kinds}
   rounds = []
+  bias_present = {layer.name: "bias" in params[layer.name] for layer in layers}
+
+  def apply_kernel_masks(kernel_masks):
+    nonlocal params, masks
+    unit, bias, out_alive, in_alive = structure.unit_masks(layers, kernel_masks, bias_present)
+    masks = {layer.name: {"kernel": jnp.asarray(unit[layer.name], jnp.float32),
+                          **({"bias": jnp.asarray(bias[layer.name], jnp.float32)}
+                             if layer.name in bias else {})} for layer in layers}
+    params = jax.tree_util.tree_map(lambda p, m: p * m, params, masks)
+    return unit, out_alive, in_alive
+
+  method = config.compress.method
   for round_ in range(config.compress.rounds):
-    run_epochs(config.compress.epochs_per_round, f"round {round_ + 1}", 1.0)
+    run_epochs(config.compress.epochs_per_round, f"round {round_ + 1}",
+               0.0 if method == "magnitude" else 1.0)
+    if method != "bayes":
+      continue
     curvature = None
     for b in range(config.compress.curvature_batches):
       index = data_lib.batch_indices(len(train), batch_size, seed=config.seed + 1,
@@ -226,18 +250,19 @@ def run_compress(config, workdir: str, log=_log):
                                                        states[layer.name]))
                                  if layer.name in states else everything[layer.name])
                     for layer in layers}
-    unit, bias, out_alive, in_alive = structure.unit_masks(
-        layers, kernel_masks, {layer.name: "bias" in params[layer.name] for layer in layers})
-    masks = {layer.name: {"kernel": jnp.asarray(unit[layer.name], jnp.float32),
-                          **({"bias": jnp.asarray(bias[layer.name], jnp.float32)}
-                             if layer.name in bias else {})} for layer in layers}
-    params = jax.tree_util.tree_map(lambda p, m: p * m, params, masks)
+    unit, out_alive, in_alive = apply_kernel_masks(kernel_masks)
     arch = structure.architecture_string(layers, out_alive, in_alive)
     kept = {name: int(np.sum(unit[name])) for name in unit}
     rounds.append({"round": round_ + 1, "architecture": arch, "kept_weights": kept,
                    "test_error": test_error(eval_step, params, test, config.input)})
     log(f"round {round_ + 1}: {arch}, test error {rounds[-1]['test_error']:.2f}%, weights kept "
         + ", ".join(f"{k} {v}" for k, v in kept.items()))
+  if method != "bayes":
+    counts = structure.parse_architecture(layers, config.compress.target_architecture)
+    unit, out_alive, in_alive = apply_kernel_masks(structure.select_by_norm(
+        layers, {layer.name: params[layer.name]["kernel"] for layer in layers}, counts))
+    log(f"{method}: kept the largest-norm units, "
+        f"{structure.architecture_string(layers, out_alive, in_alive)}")
   run_epochs(config.compress.finetune_epochs, "fine-tune", 0.0)
   error_masked = test_error(eval_step, params, test, config.input)
   small_params, widths, input_index, flat_index = structure.compress(
@@ -270,7 +295,7 @@ def run_compress(config, workdir: str, log=_log):
       "test_error_before": round(error_before, 3), "test_error_after": round(error_after, 3),
       "test_error_masked": round(error_masked, 3),
       "layers": table, "rounds": rounds, "seconds": round(time.perf_counter() - start_time, 1),
-      "device": jax.devices()[0].device_kind,
+      "device": jax.devices()[0].device_kind, "method": method,
   }
   export.write_json(os.path.join(workdir, "summary.json"), summary)
   return {k: v for k, v in summary.items() if k not in ("layers", "rounds")}

@@ -130,3 +130,44 @@ def architecture_string(layers, out_alive, in_alive):
       parts.append(int(np.sum(in_alive[layer.name])))
     parts.append(int(np.sum(out_alive[layer.name])))
   return "-".join(str(p) for p in parts)
+
+
+def parse_architecture(layers, text):
+  """Inverse of `architecture_string`: {(layer, "in"|"out"): count}; one-line errors."""
+  slots = []
+  for i, layer in enumerate(layers[:-1]):
+    if layer.kind == "dense" and (i == 0 or layers[i - 1].kind == "conv"):
+      slots.append((layer.name, "in"))
+    slots.append((layer.name, "out"))
+  try:
+    numbers = [int(v) for v in str(text).split("-")]
+  except ValueError:
+    numbers = []
+  if len(numbers) != len(slots) or min(numbers, default=0) < 1:
+    raise ValueError(f"config.compress.target_architecture: expected {len(slots)} positive "
+                     f"counts joined by '-' (as architecture_after), got {text!r}")
+  return dict(zip(slots, numbers))
+
+
+def select_by_norm(layers, kernels, counts):
+  """Kernel masks keeping, per slot of `counts`, the units with the largest weight
+  norms (a dense layer's input rows; a layer's output columns or filters): the
+  magnitude criterion on the same groups."""
+  masks = {}
+  for layer in layers:
+    kernel = np.asarray(kernels[layer.name])
+    mask = np.ones(kernel.shape, bool)
+    for side in ("in", "out"):
+      count = counts.get((layer.name, side))
+      if count is None:
+        continue
+      axis = IN_AXIS[layer.kind] if side == "in" else kernel.ndim - 1
+      other = tuple(a for a in range(kernel.ndim) if a != axis)
+      norms = np.sqrt(np.sum(np.square(kernel), axis=other))
+      keep = np.zeros(norms.size, bool)
+      keep[np.argsort(-norms, kind="stable")[:count]] = True
+      shape = [1] * kernel.ndim
+      shape[axis] = norms.size
+      mask &= keep.reshape(shape)
+    masks[layer.name] = mask
+  return masks
