@@ -136,8 +136,8 @@ def test_lenet5_cli_end_to_end_on_tiny_idx(tmp_path):
                  "--config.input.batch_size=16", "--config.train.baseline_epochs=1",
                  "--config.compress.rounds=1", "--config.compress.epochs_per_round=1",
                  "--config.compress.curvature_batches=2", "--config.compress.finetune_epochs=1",
-                 # The pipeline, not the rule: a threshold far below 1/(2πe).
-                 "--config.compress.prune_threshold=1e-4"])
+                 # The pipeline, not the rule: a λ that keeps most groups.
+                 "--config.compress.lambda_=1e-9"])
   assert result.returncode == 0, result.stderr[-3000:]
   summary = json.loads((workdir / "summary.json").read_text())
   assert summary["architecture_before"] == "20-50-800-500"
@@ -178,3 +178,25 @@ def test_evidence_rule_keeps_what_the_data_support():
   np.testing.assert_array_equal(entropy["column"]["keep"][0], gamma > groups.PRUNE_THRESHOLD)
   with pytest.raises(ValueError, match="prune rule"):
     groups.update(w, h, state, 0.01, rule="magnitude")
+
+
+def test_compress_compare_prunes_the_baselines_to_the_same_architecture(tmp_path):
+  _write_tiny_idx(str(tmp_path))
+  workdir = tmp_path / "compare"
+  env = {**os.environ, "PYTHONPATH": ROOT, "JAX_PLATFORMS": "cpu"}
+  result = subprocess.run(
+      [sys.executable, "-m", "launch.compress_compare",
+       "--config=configs/compress_lenet300_mnist.py", f"--workdir={workdir}",
+       f"--config.data.path={tmp_path}", "--config.data.source=idx",
+       "--config.input.batch_size=16", "--config.train.baseline_epochs=1",
+       "--config.compress.rounds=1", "--config.compress.epochs_per_round=1",
+       "--config.compress.curvature_batches=2", "--config.compress.finetune_epochs=1",
+       "--config.compress.lambda_=1e-8"],
+      cwd=ROOT, env=env, capture_output=True, text=True, timeout=600, check=False)
+  assert result.returncode == 0, result.stderr[-3000:]
+  rows = json.loads((workdir / "compare.json").read_text())
+  assert set(rows) == {"bayes", "magnitude", "group_lasso"}
+  for method in ("magnitude", "group_lasso"):
+    assert rows[method]["architecture_after"] == rows["bayes"]["architecture_after"]
+    assert rows[method]["flops_after"] == rows["bayes"]["flops_after"]
+  assert "| magnitude |" in result.stdout and "| bayes |" in result.stdout
