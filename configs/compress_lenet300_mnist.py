@@ -58,6 +58,7 @@ def get_config(arg=None):
   config.compress.prune_rule = "evidence"
   config.compress.finetune_epochs = 5
   config.compress.method = "bayes"  # bayes | magnitude | group_lasso (baselines)
+  config.compress.group_lasso_lambda = 1e-4  # the group-lasso baseline's own λ (ω = 1)
   config.compress.target_architecture = ""  # the baselines prune to this (e.g. "116-28-79")
   config.tensorboard = False
   return config

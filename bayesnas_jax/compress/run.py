@@ -105,7 +105,8 @@ def _make_steps(model, config, kinds):
     optimizer = optax.adam(config.train.learning_rate)
   else:
     optimizer = optax.sgd(config.train.learning_rate, momentum=config.train.momentum)
-  lambda_ = config.compress.lambda_
+  lambda_ = (config.compress.group_lasso_lambda if config.compress.method == "group_lasso"
+             else config.compress.lambda_)
 
   def loss_fn(params, images, labels):
     return nn.softmax_cross_entropy(model.apply({"params": params}, images), labels)
