@@ -45,7 +45,10 @@ def get_config(arg=None):
   config.compress = ml_collections.ConfigDict()
   config.compress.groups = ml_collections.ConfigDict(
       {"Dense_0": "row,column", "Dense_1": "row,column", "Dense_2": "row"})
-  config.compress.lambda_ = 3e-6  # λ^l of eq. A-1 (every layer, mean loss); also divides H
+  config.compress.lambda_ = 3e-6  # λ^l of eq. A-1 (mean loss); also divides H
+  # Per-layer λ^l where > 0 (0: lambda_), e.g. --config.compress.layer_lambda.Dense_0=1e-6.
+  config.compress.layer_lambda = ml_collections.ConfigDict(
+      {"Dense_0": 0.0, "Dense_1": 0.0, "Dense_2": 0.0})
   config.compress.rounds = 5  # T_max
   config.compress.epochs_per_round = 2  # K: the thesis updates every 10 epochs
   config.compress.curvature_batches = 10

@@ -17,4 +17,6 @@ def get_config(arg=None):
   config.compress.groups = ml_collections.ConfigDict(
       {"Conv_0": "filter,shape", "Conv_1": "filter,shape", "Dense_0": "row,column",
        "Dense_1": "row"})
+  config.compress.layer_lambda = ml_collections.ConfigDict(
+      {"Conv_0": 0.0, "Conv_1": 0.0, "Dense_0": 0.0, "Dense_1": 0.0})
   return config

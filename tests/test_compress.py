@@ -200,3 +200,18 @@ def test_compress_compare_prunes_the_baselines_to_the_same_architecture(tmp_path
     assert rows[method]["architecture_after"] == rows["bayes"]["architecture_after"]
     assert rows[method]["flops_after"] == rows["bayes"]["flops_after"]
   assert "| magnitude |" in result.stdout and "| bayes |" in result.stdout
+
+
+def test_layer_lambdas_default_and_override():
+  from configs import compress_lenet5_mnist  # pylint: disable=import-outside-toplevel
+  from bayesnas_jax.compress import run  # pylint: disable=import-outside-toplevel
+  config = compress_lenet5_mnist.get_config()
+  kinds = {"Conv_0": ("filter",), "Dense_0": ("row",)}
+  config.compress.layer_lambda.Conv_0 = 1e-5
+  assert run.layer_lambdas(config, kinds) == {"Conv_0": 1e-5, "Dense_0": config.compress.lambda_}
+  config.compress.method = "group_lasso"
+  assert set(run.layer_lambdas(config, kinds).values()) == {config.compress.group_lasso_lambda}
+  config.compress.method = "bayes"
+  config.compress.layer_lambda.Conv_0 = -1.0
+  with pytest.raises(ValueError, match="config.compress.layer_lambda.Conv_0"):
+    run.layer_lambdas(config, kinds)

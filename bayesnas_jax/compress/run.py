@@ -63,6 +63,20 @@ def layer_groups(config, layers):
   return out
 
 
+def layer_lambdas(config, kinds):
+  """λ^l per layer (eq. A-1): `compress.layer_lambda.<layer>` where > 0, else
+  `compress.lambda_` (`compress.group_lasso_lambda` for that baseline)."""
+  c = config.compress
+  if c.method == "group_lasso":
+    return {name: c.group_lasso_lambda for name in kinds}
+  given = c.get("layer_lambda", {}) or {}
+  for name, value in given.items():
+    if not value >= 0:
+      raise ValueError(f"config.compress.layer_lambda.{name}: expected a number >= 0 "
+                       f"(0: compress.lambda_), got {value!r}")
+  return {name: float(given.get(name) or c.lambda_) for name in kinds}
+
+
 def validate(config):
   c = config.compress
   for field, value, low in (("compress.rounds", c.rounds, 1),
@@ -105,14 +119,13 @@ def _make_steps(model, config, kinds):
     optimizer = optax.adam(config.train.learning_rate)
   else:
     optimizer = optax.sgd(config.train.learning_rate, momentum=config.train.momentum)
-  lambda_ = (config.compress.group_lasso_lambda if config.compress.method == "group_lasso"
-             else config.compress.lambda_)
+  lambdas = layer_lambdas(config, kinds)
 
   def loss_fn(params, images, labels):
     return nn.softmax_cross_entropy(model.apply({"params": params}, images), labels)
 
   def penalty(params, states):
-    return sum(groups.penalty(params[name]["kernel"], states[name], lambda_)
+    return sum(groups.penalty(params[name]["kernel"], states[name], lambdas[name])
                for name in kinds)
 
   @jax.jit
@@ -167,6 +180,10 @@ def run_compress(config, workdir: str, log=_log):
   model = models.make(config.model)
   layers = models.layers(model)
   kinds = layer_groups(config, layers)
+  for name in config.compress.get("layer_lambda", {}) or {}:
+    if name not in [layer.name for layer in layers]:
+      raise ValueError(f"config.compress.layer_lambda.{name}: no such layer (layers: "
+                       f"{', '.join(layer.name for layer in layers)})")
   splits = data_lib.load_splits(dict(config.data))
   train, test = (splits[name] for name in config.data.splits)
   train = data_lib.take_examples(train, config.input.get("train_examples", 0))
@@ -210,7 +227,7 @@ def run_compress(config, workdir: str, log=_log):
   arch_before = structure.architecture_string(layers, out_all, in_all)
   log(f"dense baseline {arch_before}: test error {error_before:.2f}%, {params_before} "
       f"parameters, {macs_before} multiply-adds per example")
-  lambdas = {name: config.compress.lambda_ for name in kinds}
+  lambdas = layer_lambdas(config, kinds)
   rounds = []
   bias_present = {layer.name: "bias" in params[layer.name] for layer in layers}
 
@@ -243,8 +260,8 @@ def run_compress(config, workdir: str, log=_log):
                                              threshold=config.compress.prune_threshold,
                                              rule=config.compress.prune_rule)
     if config.compress.zero_curvature == "prune":
-      tolerance = config.compress.zero_tolerance * config.compress.lambda_
-      states = {name: {kind: {**s, "keep": s["keep"] & (group_h[name][kind] > tolerance)}
+      states = {name: {kind: {**s, "keep": s["keep"] & (
+          group_h[name][kind] > config.compress.zero_tolerance * lambdas[name])}
                        for kind, s in kind_states.items()}
                 for name, kind_states in states.items()}
     kernel_masks = {layer.name: (np.asarray(groups.mask(params[layer.name]["kernel"].shape,
