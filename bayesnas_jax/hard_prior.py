@@ -43,6 +43,7 @@ import jax
 import jax.numpy as jnp
 
 from bayesnas_jax import prior
+from bayesnas_jax.search import hard as search_hard
 
 PRUNE_THRESHOLD = prior.PRUNE_THRESHOLD
 RANK_BY = ("gamma", "curvature", "saliency")
@@ -189,11 +190,9 @@ def scores(scalars, curvature, state: HardState, by: str = "curvature"):
   "saliency" (w²H); README "Method options" gives the reasons."""
   if by not in RANK_BY:
     raise ValueError(f"scores: by must be one of {RANK_BY}, got {by!r}")
-  if by == "gamma":
-    return state.gamma
   return jax.tree_util.tree_map(
-      lambda w, h: jnp.maximum(h, 0) * (1 if by == "curvature" else jnp.square(w)),
-      scalars, curvature)
+      lambda w, h, g: search_hard.rank_score(by, w, h, g, grouping="none"),
+      scalars, curvature, state.gamma)
 
 
 def select(scores_, state: HardState, k: int = 1):

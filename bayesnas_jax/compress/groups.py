@@ -129,10 +129,11 @@ def update(w, curvature, state, lambda_, threshold=PRUNE_THRESHOLD, rule="entrop
   h = jnp.maximum(curvature, 0)
   new, group_curvature = {}, {}
   for kind, kind_state in state.items():
-    gamma = jnp.broadcast_to(kind_state["gamma"], w.shape)
-    alpha = h / (lambda_ + gamma * h)  # eq. A-4: 1/γ − C/γ² with C of eq. A-3
-    omega = jnp.maximum(jnp.sqrt(group_sum(alpha, kind)), prior.OMEGA_FLOOR)
-    gamma_new = group_norm(w, kind) / omega
+    # Eqs. A-3–A-5 and A-2 are the group form of eqs. 17–19 over the member axes.
+    shape = group_shape(w.shape, kind)
+    grouped = prior.group_update(w, h, kind_state["gamma"], lambda_, axis=_axes(kind, w.ndim))
+    omega = jnp.reshape(grouped.omega, shape)
+    gamma_new = jnp.reshape(grouped.switch, shape)
     if rule == "entropy":
       survives = prior.keep_mask(gamma_new, threshold)
     else:

@@ -121,8 +121,10 @@ def _make_steps(model, config, kinds):
     optimizer = optax.sgd(config.train.learning_rate, momentum=config.train.momentum)
   lambdas = layer_lambdas(config, kinds)
 
+  # Steps take the uint8 batch: normalisation runs inside the compiled step.
   def loss_fn(params, images, labels):
-    return nn.softmax_cross_entropy(model.apply({"params": params}, images), labels)
+    return nn.softmax_cross_entropy(
+        model.apply({"params": params}, _images(images, config.input)), labels)
 
   def penalty(params, states):
     return sum(groups.penalty(params[name]["kernel"], states[name], lambdas[name])
@@ -146,17 +148,17 @@ def _make_steps(model, config, kinds):
 
   @jax.jit
   def eval_step(params, images, labels):
-    logits = model.apply({"params": params}, images)
+    logits = model.apply({"params": params}, _images(images, config.input))
     return jnp.sum(jnp.argmax(logits, -1) == labels)
 
   return optimizer, train_step, curvature_step, eval_step
 
 
-def test_error(eval_step, params, test, input_config, batch_size=1000):
+def test_error(eval_step, params, test, batch_size=1000):
   correct = 0
   for start in range(0, len(test), batch_size):
-    images = _images(test.images[start:start + batch_size], input_config)
-    correct += int(eval_step(params, images, test.labels[start:start + batch_size]))
+    correct += int(eval_step(params, test.images[start:start + batch_size],
+                             test.labels[start:start + batch_size]))
   return 100.0 * (1 - correct / len(test))
 
 
@@ -211,7 +213,7 @@ def run_compress(config, workdir: str, log=_log):
         index = data_lib.batch_indices(len(train), batch_size, seed=config.seed,
                                        epoch=epoch[0], step=step)
         params, opt_state, loss = train_step(
-            params, opt_state, _images(train.images[index], config.input), train.labels[index],
+            params, opt_state, train.images[index], train.labels[index],
             states, masks, jnp.float32(use_penalty))
         losses.append(loss)
       epoch[0] += 1
@@ -219,7 +221,7 @@ def run_compress(config, workdir: str, log=_log):
 
   run_epochs(config.train.baseline_epochs, "baseline", 0.0)
   image_shape = train.images.shape[1:]
-  error_before = test_error(eval_step, params, test, config.input)
+  error_before = test_error(eval_step, params, test)
   params_before = int(sum(np.size(v) for v in jax.tree_util.tree_leaves(params)))
   macs_before = macs_per_example(model, params, image_shape)
   everything = {layer.name: np.ones(params[layer.name]["kernel"].shape, bool) for layer in layers}
@@ -250,7 +252,7 @@ def run_compress(config, workdir: str, log=_log):
     for b in range(config.compress.curvature_batches):
       index = data_lib.batch_indices(len(train), batch_size, seed=config.seed + 1,
                                      epoch=round_, step=b % steps)
-      c = curvature_step(params, _images(train.images[index], config.input), train.labels[index])
+      c = curvature_step(params, train.images[index], train.labels[index])
       curvature = c if curvature is None else jax.tree_util.tree_map(jnp.add, curvature, c)
     curvature = jax.tree_util.tree_map(lambda h: h / config.compress.curvature_batches,
                                        curvature)
@@ -272,7 +274,7 @@ def run_compress(config, workdir: str, log=_log):
     arch = structure.architecture_string(layers, out_alive, in_alive)
     kept = {name: int(np.sum(unit[name])) for name in unit}
     rounds.append({"round": round_ + 1, "architecture": arch, "kept_weights": kept,
-                   "test_error": test_error(eval_step, params, test, config.input)})
+                   "test_error": test_error(eval_step, params, test)})
     log(f"round {round_ + 1}: {arch}, test error {rounds[-1]['test_error']:.2f}%, weights kept "
         + ", ".join(f"{k} {v}" for k, v in kept.items()))
   if method != "bayes":
@@ -282,7 +284,7 @@ def run_compress(config, workdir: str, log=_log):
     log(f"{method}: kept the largest-norm units, "
         f"{structure.architecture_string(layers, out_alive, in_alive)}")
   run_epochs(config.compress.finetune_epochs, "fine-tune", 0.0)
-  error_masked = test_error(eval_step, params, test, config.input)
+  error_masked = test_error(eval_step, params, test)
   small_params, widths, input_index, flat_index = structure.compress(
       layers, jax.device_get(params), out_alive, in_alive)
   small = models.shrunk(model, widths, input_index, flat_index)
@@ -295,7 +297,7 @@ def run_compress(config, workdir: str, log=_log):
                     {"model": config.model.name, "widths": widths,
                      "input_index": input_index, "flat_index": flat_index})
   _, _, _, small_eval = _make_steps(small, config, {})
-  error_after = test_error(small_eval, restored, test, config.input)
+  error_after = test_error(small_eval, restored, test)
   macs_after = macs_per_example(small, restored, image_shape)
   params_after = int(sum(np.size(v) for v in jax.tree_util.tree_leaves(restored)))
   table = _layer_table(layers, params, jax.device_get(masks), restored)

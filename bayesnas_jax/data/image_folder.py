@@ -80,7 +80,7 @@ def _decode(path: str) -> tuple[str, np.ndarray]:
             return mode, np.asarray(image, dtype=np.uint8)
     except (OSError, SyntaxError, ValueError) as err:  # PIL's errors for broken files
         reason = " ".join(str(err).split()) or type(err).__name__
-        reason = reason.replace(repr(io.BytesIO), "").split(" <_io.BytesIO")[0]
+        reason = reason.split(" <_io.BytesIO")[0]  # PIL names the buffer, not the file
         raise UnreadableImageError(
             f"{path}: not a readable JPEG/PNG image ({reason}); delete or replace it, or set "
             f"data.skip_unreadable=True to skip such files") from None

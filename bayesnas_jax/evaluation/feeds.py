@@ -69,7 +69,8 @@ class GrainFeed:
     hosts = jax.process_count()
     loader = streaming.make_loader(self.test_source, batch_size=self.local_batch,
                                    image_size=self.image_size, train=False)
-    steps = -(-(-(-self.test_examples // hosts)) // self.local_batch)
+    largest_shard = -(-self.test_examples // hosts)
+    steps = -(-largest_shard // self.local_batch)
     iterator = iter(loader)
     sums = None
     shape = (self.local_batch, self.image_size, self.image_size, 3)
