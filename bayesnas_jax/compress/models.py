@@ -9,24 +9,24 @@ so a physically compressed network is the same module with smaller widths.
 * `LeNet300`: 784-300-100-10, ReLU (LeCun et al. 1998).
 * `LeNet5`: Caffe's LeNet-5, 20 5×5 VALID filters → max-pool 2 → 50 5×5 filters →
   max-pool 2 → 800 → 500 (ReLU) → 10; "20-50-800-500".
+* `resnet.ResNet18`: CIFAR ResNet-18 with batch norm and residual blocks
+  (`resnet.Topology`).
+
+`topology(model)` gives the interface the compression run uses for all three.
 """
 from __future__ import annotations
 
-from typing import NamedTuple, Sequence
+from typing import Sequence
 
 import flax.linen as linen
 import jax.numpy as jnp
 
 from bayesnas_jax import flax as bnf
 from bayesnas_jax import nn
+from bayesnas_jax.compress import resnet, structure
+from bayesnas_jax.compress.structure import Layer
 
-MODELS = ("lenet300", "lenet5")
-
-
-class Layer(NamedTuple):
-  name: str   # Flax module name (its params key)
-  kind: str   # "dense" | "conv"
-  fan: int    # inputs of this layer per output unit of the previous one (flattened maps)
+MODELS = ("lenet300", "lenet5", "resnet18")
 
 
 def _flatten(x):
@@ -45,7 +45,8 @@ class LeNet300(linen.Module):
   input_index: tuple | None = None
 
   @linen.compact
-  def __call__(self, x):
+  def __call__(self, x, train: bool = True):
+    del train  # no batch norm
     x = _select(_flatten(x), self.input_index)
     for width in self.hidden:
       x = nn.relu(bnf.Dense(width)(x))
@@ -59,7 +60,8 @@ class LeNet5(linen.Module):
   flat_index: tuple | None = None
 
   @linen.compact
-  def __call__(self, x):
+  def __call__(self, x, train: bool = True):
+    del train  # no batch norm
     for width in self.filters:
       x = nn.max_pool(bnf.Conv(width, 5, padding="VALID")(x), 2, 2)
     x = _select(_flatten(x), self.flat_index)
@@ -85,10 +87,70 @@ def shrunk(model, widths, input_index=None, flat_index=None):
                 flat_index=flat_index, parent=None)
 
 
+class ChainTopology:
+  """The layers of a LeNet and the structural consequences of their masks
+  (`structure.unit_masks`); the interface `run` uses for every model
+  (`resnet.Topology` for ResNet-18)."""
+
+  def __init__(self, model):
+    self.model = model
+    self.layers = layers(model)
+
+  def param_masks(self, kernel_masks, params):
+    """(masks of every parameter, alive): `alive[layer] = (inputs, outputs)` used."""
+    bias_present = {layer.name: "bias" in params[layer.name] for layer in self.layers}
+    unit, bias, out_alive, in_alive = structure.unit_masks(self.layers, kernel_masks,
+                                                           bias_present)
+    masks = {layer.name: {"kernel": unit[layer.name],
+                          **({"bias": bias[layer.name]} if layer.name in bias else {})}
+             for layer in self.layers}
+    return masks, {layer.name: (in_alive[layer.name], out_alive[layer.name])
+                   for layer in self.layers}
+
+  @staticmethod
+  def _split(alive):
+    return ({name: a[1] for name, a in alive.items()}, {name: a[0] for name, a in alive.items()})
+
+  def architecture(self, alive):
+    return structure.architecture_string(self.layers, *self._split(alive))
+
+  def parse(self, text):
+    return structure.parse_architecture(self.layers, text)
+
+  def removed(self, alive):
+    del alive
+    return ()
+
+  def compress(self, params, state, alive):
+    """(smaller model, its params, its other collections, a JSON description)."""
+    del state
+    out_alive, in_alive = self._split(alive)
+    small_params, widths, input_index, flat_index = structure.compress(
+        self.layers, params, out_alive, in_alive)
+    small = shrunk(self.model, widths, input_index, flat_index)
+    name = "lenet300" if isinstance(self.model, LeNet300) else "lenet5"
+    return small, small_params, {}, {"model": name, "widths": widths,
+                                     "input_index": input_index, "flat_index": flat_index}
+
+
+def topology(model):
+  """The `ChainTopology` or `resnet.Topology` of `model`."""
+  if isinstance(model, resnet.ResNet18):
+    return resnet.Topology(model)
+  return ChainTopology(model)
+
+
 def make(model_config):
   name = model_config.name
   if name == "lenet300":
     return LeNet300(num_classes=model_config.num_classes)
   if name == "lenet5":
     return LeNet5(num_classes=model_config.num_classes)
+  if name == "resnet18":
+    widths = tuple(model_config.get("stage_widths", resnet.STAGE_WIDTHS))
+    if len(widths) < 1 or min(widths) < 1:
+      raise ValueError(f"config.model.stage_widths: expected positive widths, got {widths!r}")
+    return resnet.ResNet18(stage_widths=widths,
+                           blocks_per_stage=int(model_config.get("blocks_per_stage", 2)),
+                           num_classes=model_config.num_classes)
   raise ValueError(f"config.model.name: expected one of {MODELS}, got {name!r}")

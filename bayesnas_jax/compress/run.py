@@ -122,55 +122,65 @@ def _make_steps(model, config, kinds):
   lambdas = layer_lambdas(config, kinds)
 
   # Steps take the uint8 batch: normalisation runs inside the compiled step.
-  def loss_fn(params, images, labels):
-    return nn.softmax_cross_entropy(
-        model.apply({"params": params}, _images(images, config.input)), labels)
+  # `state`: the model's other collections (batch statistics), {} for LeNets.
+  def loss_fn(params, state, images, labels):
+    x = _images(images, config.input)
+    if state:
+      logits, new_state = model.apply({"params": params, **state}, x, train=True,
+                                      mutable=list(state))
+    else:
+      logits, new_state = model.apply({"params": params}, x, train=True), state
+    return nn.softmax_cross_entropy(logits, labels), new_state
 
   def penalty(params, states):
     return sum(groups.penalty(params[name]["kernel"], states[name], lambdas[name])
                for name in kinds)
 
   @jax.jit
-  def train_step(params, opt_state, images, labels, states, masks, use_penalty):
+  def train_step(params, state, opt_state, images, labels, states, masks, use_penalty):
     def objective(p):
-      data = loss_fn(p, images, labels)
-      return data + use_penalty * penalty(p, states), data
-    (_, data), grads = jax.value_and_grad(objective, has_aux=True)(params)
+      data, new_state = loss_fn(p, state, images, labels)
+      return data + use_penalty * penalty(p, states), (data, new_state)
+    (_, (data, state)), grads = jax.value_and_grad(objective, has_aux=True)(params)
     updates, opt_state = optimizer.update(grads, opt_state, params)
     params = jax.tree_util.tree_map(lambda p, u, m: (p + u) * m, params, updates, masks)
-    return params, opt_state, data
+    return params, state, opt_state, data
 
   @jax.jit
-  def curvature_step(params, images, labels):
-    _, _, curvature = value_grad_curvature(loss_fn, params, images, labels,
-                                           mode=config.compress.curvature_mode)
+  def curvature_step(params, state, images, labels):
+    # Batch statistics of this batch, as in training; the running averages stay.
+    _, _, curvature = value_grad_curvature(lambda p: loss_fn(p, state, images, labels)[0],
+                                           params, mode=config.compress.curvature_mode)
     return curvature
 
   @jax.jit
-  def eval_step(params, images, labels):
-    logits = model.apply({"params": params}, _images(images, config.input))
+  def eval_step(params, state, images, labels):
+    logits = model.apply({"params": params, **state}, _images(images, config.input),
+                         train=False)
     return jnp.sum(jnp.argmax(logits, -1) == labels)
 
   return optimizer, train_step, curvature_step, eval_step
 
 
-def test_error(eval_step, params, test, batch_size=1000):
+def test_error(eval_step, params, state, test, batch_size=1000):
   correct = 0
   for start in range(0, len(test), batch_size):
-    correct += int(eval_step(params, test.images[start:start + batch_size],
+    correct += int(eval_step(params, state, test.images[start:start + batch_size],
                              test.labels[start:start + batch_size]))
   return 100.0 * (1 - correct / len(test))
 
 
-def macs_per_example(model, params, image_shape):
-  """Multiply-accumulates per example of a dense/conv chain: each kernel's entries
-  times its output positions (shapes from an abstract evaluation)."""
+def macs_per_example(model, variables, image_shape):
+  """Multiply-accumulates per example of the dense and conv layers: each kernel's
+  entries times its output positions (shapes from an abstract evaluation)."""
   x = jax.ShapeDtypeStruct((1,) + tuple(image_shape), jnp.float32)
   _, state = jax.eval_shape(
-      lambda p, x_: model.apply({"params": p}, x_, capture_intermediates=True,
-                                mutable=["intermediates"]), params, x)
+      lambda v, x_: model.apply(v, x_, train=False, capture_intermediates=True,
+                                mutable=["intermediates"]), variables, x)
   total = 0
-  for name, entry in params.items():
+  for name, entry in variables["params"].items():
+    if "kernel" not in entry:
+      continue
     out_shape = state["intermediates"][name]["__call__"][0].shape
     positions = int(np.prod(out_shape[1:-1])) if len(out_shape) == 4 else 1
     total += positions * int(np.prod(np.shape(entry["kernel"])))
@@ -180,7 +190,8 @@ def macs_per_example(model, params, image_shape):
 def run_compress(config, workdir: str, log=_log):
   validate(config)
   model = models.make(config.model)
-  layers = models.layers(model)
+  topology = models.topology(model)
+  layers = topology.layers
   kinds = layer_groups(config, layers)
   for name in config.compress.get("layer_lambda", {}) or {}:
     if name not in [layer.name for layer in layers]:
@@ -198,7 +209,9 @@ def run_compress(config, workdir: str, log=_log):
   os.makedirs(workdir, exist_ok=True)
   start_time = time.perf_counter()
   key = jax.random.PRNGKey(config.seed)
-  params = model.init(key, _images(train.images[:1], config.input))["params"]
+  variables = model.init(key, _images(train.images[:1], config.input))
+  params = variables["params"]
+  state = {name: value for name, value in variables.items() if name != "params"}
   optimizer, train_step, curvature_step, eval_step = _make_steps(model, config, kinds)
   opt_state = optimizer.init(params)
   masks = jax.tree_util.tree_map(jnp.ones_like, params)
@@ -206,14 +219,14 @@ def run_compress(config, workdir: str, log=_log):
   epoch = [0]
 
   def run_epochs(count, label, use_penalty):
-    nonlocal params, opt_state
+    nonlocal params, state, opt_state
     for _ in range(count):
       losses = []
       for step in range(steps):
         index = data_lib.batch_indices(len(train), batch_size, seed=config.seed,
                                        epoch=epoch[0], step=step)
-        params, opt_state, loss = train_step(
-            params, opt_state, train.images[index], train.labels[index],
+        params, state, opt_state, loss = train_step(
+            params, state, opt_state, train.images[index], train.labels[index],
             states, masks, jnp.float32(use_penalty))
         losses.append(loss)
       epoch[0] += 1
@@ -221,26 +234,24 @@ def run_compress(config, workdir: str, log=_log):
 
   run_epochs(config.train.baseline_epochs, "baseline", 0.0)
   image_shape = train.images.shape[1:]
-  error_before = test_error(eval_step, params, test)
+  error_before = test_error(eval_step, params, state, test)
   params_before = int(sum(np.size(v) for v in jax.tree_util.tree_leaves(params)))
-  macs_before = macs_per_example(model, params, image_shape)
+  macs_before = macs_per_example(model, {"params": params, **state}, image_shape)
   everything = {layer.name: np.ones(params[layer.name]["kernel"].shape, bool) for layer in layers}
-  _, _, out_all, in_all = structure.unit_masks(layers, everything, {})
-  arch_before = structure.architecture_string(layers, out_all, in_all)
+  arch_before = topology.architecture(topology.param_masks(everything, params)[1])
   log(f"dense baseline {arch_before}: test error {error_before:.2f}%, {params_before} "
       f"parameters, {macs_before} multiply-adds per example")
   lambdas = layer_lambdas(config, kinds)
   rounds = []
-  bias_present = {layer.name: "bias" in params[layer.name] for layer in layers}
 
   def apply_kernel_masks(kernel_masks):
     nonlocal params, masks
-    unit, bias, out_alive, in_alive = structure.unit_masks(layers, kernel_masks, bias_present)
-    masks = {layer.name: {"kernel": jnp.asarray(unit[layer.name], jnp.float32),
-                          **({"bias": jnp.asarray(bias[layer.name], jnp.float32)}
-                             if layer.name in bias else {})} for layer in layers}
+    unit, alive = topology.param_masks(kernel_masks, params)
+    unit = {name: unit.get(name, jax.tree_util.tree_map(np.ones_like, entry))
+            for name, entry in params.items()}
+    masks = jax.tree_util.tree_map(lambda m: jnp.asarray(m, jnp.float32), unit)
     params = jax.tree_util.tree_map(lambda p, m: p * m, params, masks)
-    return unit, out_alive, in_alive
+    return {layer.name: unit[layer.name]["kernel"] for layer in layers}, alive
 
   method = config.compress.method
   for round_ in range(config.compress.rounds):
@@ -252,7 +263,7 @@ def run_compress(config, workdir: str, log=_log):
     for b in range(config.compress.curvature_batches):
       index = data_lib.batch_indices(len(train), batch_size, seed=config.seed + 1,
                                      epoch=round_, step=b % steps)
-      c = curvature_step(params, train.images[index], train.labels[index])
+      c = curvature_step(params, state, train.images[index], train.labels[index])
       curvature = c if curvature is None else jax.tree_util.tree_map(jnp.add, curvature, c)
     curvature = jax.tree_util.tree_map(lambda h: h / config.compress.curvature_batches,
                                        curvature)
@@ -270,45 +281,46 @@ def run_compress(config, workdir: str, log=_log):
                                                        states[layer.name]))
                                  if layer.name in states else everything[layer.name])
                     for layer in layers}
-    unit, out_alive, in_alive = apply_kernel_masks(kernel_masks)
-    arch = structure.architecture_string(layers, out_alive, in_alive)
+    unit, alive = apply_kernel_masks(kernel_masks)
+    arch = topology.architecture(alive)
     kept = {name: int(np.sum(unit[name])) for name in unit}
     rounds.append({"round": round_ + 1, "architecture": arch, "kept_weights": kept,
-                   "test_error": test_error(eval_step, params, test)})
+                   "removed_blocks": list(topology.removed(alive)),
+                   "test_error": test_error(eval_step, params, state, test)})
     log(f"round {round_ + 1}: {arch}, test error {rounds[-1]['test_error']:.2f}%, weights kept "
         + ", ".join(f"{k} {v}" for k, v in kept.items()))
   if method != "bayes":
-    counts = structure.parse_architecture(layers, config.compress.target_architecture)
-    unit, out_alive, in_alive = apply_kernel_masks(structure.select_by_norm(
+    counts = topology.parse(config.compress.target_architecture)
+    unit, alive = apply_kernel_masks(structure.select_by_norm(
         layers, {layer.name: params[layer.name]["kernel"] for layer in layers}, counts))
-    log(f"{method}: kept the largest-norm units, "
-        f"{structure.architecture_string(layers, out_alive, in_alive)}")
+    log(f"{method}: kept the largest-norm units, {topology.architecture(alive)}")
   run_epochs(config.compress.finetune_epochs, "fine-tune", 0.0)
-  error_masked = test_error(eval_step, params, test)
-  small_params, widths, input_index, flat_index = structure.compress(
-      layers, jax.device_get(params), out_alive, in_alive)
-  small = models.shrunk(model, widths, input_index, flat_index)
+  error_masked = test_error(eval_step, params, state, test)
+  small, small_params, small_state, description = topology.compress(
+      jax.device_get(params), jax.device_get(state), alive)
+  small_variables = {"params": small_params, **small_state}
   path = os.path.abspath(os.path.join(workdir, "compressed"))
   checkpointer = ocp.StandardCheckpointer()
-  checkpointer.save(path, small_params, force=True)
+  checkpointer.save(path, small_variables, force=True)
   checkpointer.wait_until_finished()
-  restored = checkpointer.restore(path, jax.tree_util.tree_map(np.asarray, small_params))
-  export.write_json(os.path.join(workdir, "compressed_model.json"),
-                    {"model": config.model.name, "widths": widths,
-                     "input_index": input_index, "flat_index": flat_index})
+  restored = checkpointer.restore(path, jax.tree_util.tree_map(np.asarray, small_variables))
+  export.write_json(os.path.join(workdir, "compressed_model.json"), description)
   _, _, _, small_eval = _make_steps(small, config, {})
-  error_after = test_error(small_eval, restored, test)
+  restored_state = {k: v for k, v in restored.items() if k != "params"}
+  error_after = test_error(small_eval, restored["params"], restored_state, test)
   macs_after = macs_per_example(small, restored, image_shape)
-  params_after = int(sum(np.size(v) for v in jax.tree_util.tree_leaves(restored)))
-  table = _layer_table(layers, params, jax.device_get(masks), restored)
+  params_after = int(sum(np.size(v) for v in jax.tree_util.tree_leaves(restored["params"])))
+  table = _layer_table(layers, params, jax.device_get(masks), restored["params"])
   _write_table(workdir, table)
   _plot(workdir, table)
   summary = {
       "architecture_before": arch_before,
-      "architecture_after": structure.architecture_string(layers, out_alive, in_alive),
+      "architecture_after": topology.architecture(alive),
+      "removed_blocks": list(topology.removed(alive)),
       "params_before": params_before, "params_after": params_after,
       "nonzero_params_after": int(sum(row["nonzero"] for row in table)) + sum(
-          int(np.size(restored[n]["bias"])) for n in restored if "bias" in restored[n]),
+          int(np.size(v)) for n, entry in restored["params"].items() for k, v in entry.items()
+          if k != "kernel"),
       "flops_before": macs_before, "flops_after": macs_after,
       "flops_convention": "multiply-accumulates per example",
       "flops_reduction": round(macs_before / max(macs_after, 1), 2),
@@ -325,8 +337,9 @@ def _layer_table(layers, params, masks, small):
   rows = []
   for layer in layers:
     kernel = np.asarray(masks[layer.name]["kernel"])
+    after = small[layer.name]["kernel"] if layer.name in small else np.zeros((0,))
     rows.append({"layer": layer.name, "shape_before": list(np.shape(params[layer.name]["kernel"])),
-                 "shape_after": list(np.shape(small[layer.name]["kernel"])),
+                 "shape_after": list(np.shape(after)),
                  "weights": int(kernel.size), "nonzero": int(np.sum(kernel)),
                  "kept_percent": round(100.0 * float(np.mean(kernel)), 2)})
   return rows

@@ -15,7 +15,16 @@ the surviving units, giving arrays for the same model built with smaller widths
 """
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
+
+
+class Layer(NamedTuple):
+  name: str   # Flax module name (its params key)
+  kind: str   # "dense" | "conv"
+  fan: int    # inputs of this layer per output unit of the previous one (flattened maps)
+
 
 IN_AXIS = {"dense": 0, "conv": 2}
 
