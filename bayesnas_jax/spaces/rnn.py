@@ -1,0 +1,167 @@
+"""The recurrent cell space (RNN thesis (R) ch. 3; DARTS's RNN space) with time in
+`lax.scan` and curvature through time ((R) §4, eqs. 4.13–4.21).
+
+One step of the cell, for input x_t [B, n_in] and state h_{t−1} [B, n_hid]:
+
+  node 0:  c, g = split([x_t, h_{t−1}] W_0),  s_0 = h_{t−1} + σ(c) ⊙ (tanh(g) − h_{t−1})
+  node k:  s_k = norm( Σ_{j<k} w⁰_jk · Σ_o w^o_jk · (s_j + σ(c_j) ⊙ (o(g_j) − s_j)) ),
+           c_j, g_j = split(s_j W_k)       (W_k shared by node k's in-edges, as DARTS)
+  h_t = mean(s_1, …, s_N)
+
+with ops o ∈ {tanh, relu, sigmoid, identity}, each a linear map, its activation and the
+highway bypass; the origin scalar w⁰ per edge (SPEC §1) after the ops
+(`origin="output"`) or on the edge's input (`"input"`), and `norm` a batch or layer
+normalisation without affine parameters ("batch" | "layer" | "none"; (R) Table 5.1).
+Edges are numbered as DARTS numbers them: node k's inputs j = 0 … k−1, k = 1 … N,
+and `arch["rnn"] = {"origin": [1, E], "ops": [1, E, O]}` is the scalars' pytree in
+the layout of every other space (`spaces.base`), so the HARD update of
+`search.hard` and its dependency graph (`cell_spec`) apply unchanged.
+
+Curvature through time: inside `value_grad_curvature` the state is a probed
+tensor carried by the scan, so one backward pass runs the diagonal recursion
+backwards through every step (eqs. 4.14–4.16: H of W_x summed over time, each
+step's pre-activation curvature carried to the step before through W²), and the
+gradient is ordinary BPTT. `horizon` = τ truncates the recursion (eq. 4.18):
+the curvature is cut from the carried state every τ steps, so the loss at step t
+reaches back to the start of its block of τ steps (at most τ − 1 steps). τ ≥ the
+sequence length is the full recursion, τ = 1 the one-step curvature. The thesis
+slides a window of τ behind every t; cutting at block boundaries keeps the pass
+one ordinary backward pass (a sliding window would carry τ curvature states)
+and meets the two ends exactly. Gradients are never truncated.
+"""
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+from bayesnas_jax import nn
+from bayesnas_jax.spaces.cell import CellSpec
+
+RNN_OPS = ("tanh", "relu", "sigmoid", "identity")
+ACTIVATIONS = {"tanh": nn.tanh, "relu": nn.relu, "sigmoid": nn.sigmoid,
+               "identity": nn.identity}
+NORMS = ("batch", "layer", "none")
+ORIGINS = ("output", "input")
+KIND = "rnn"
+
+
+def cell_spec(num_nodes: int = 8, ops=RNN_OPS) -> CellSpec:
+  """The cell as data: one input (node 0) and `num_nodes` intermediate nodes."""
+  for op in ops:
+    if op not in ACTIVATIONS:
+      raise ValueError(f"config.space.ops: {op!r} is not a recurrent op; expected some of "
+                       f"{', '.join(ACTIVATIONS)}")
+  if num_nodes < 1:
+    raise ValueError(f"config.space.num_nodes: expected an integer >= 1, got {num_nodes!r}")
+  return CellSpec(ops=tuple(ops), num_nodes=num_nodes, num_inputs=1)
+
+
+def init_cell(key, n_in: int, n_hid: int, num_nodes: int, init_range: float = 0.04):
+  """W_0 [n_in + n_hid, 2 n_hid] and W_1…N stacked [N, n_hid, 2 n_hid], uniform in
+  ±init_range (DARTS's INITRANGE)."""
+  k0, k1 = jax.random.split(key)
+  return {"W0": jax.random.uniform(k0, (n_in + n_hid, 2 * n_hid), minval=-init_range,
+                                   maxval=init_range),
+          "Ws": jax.random.uniform(k1, (num_nodes, n_hid, 2 * n_hid), minval=-init_range,
+                                   maxval=init_range)}
+
+
+def init_arch(spec: CellSpec):
+  """Every scalar 1 (Algorithm 1)."""
+  return {KIND: {"origin": jnp.ones((1, spec.num_edges)),
+                 "ops": jnp.ones((1, spec.num_edges, len(spec.ops)))}}
+
+
+def _split(ch, n_hid):
+  c = nn.structural(lambda v: v[..., :n_hid], ch)
+  g = nn.structural(lambda v: v[..., n_hid:], ch)
+  return c, g
+
+
+def _gates(c):
+  """σ(c) and 1 − σ(c), the latter as σ(−c) so that each product of the highway
+  below gets its own coefficient in the curvature rule."""
+  minus = nn.scale(c, jnp.asarray(-1.0, nn.value_of(c).dtype))
+  return nn.sigmoid(c), nn.sigmoid(minus)
+
+
+def _highway(gates, candidate, s):
+  """(1 − c) ⊙ s + c ⊙ candidate, i.e. s + c ⊙ (candidate − s)."""
+  keep, carry = gates
+  return nn.add(nn.bilinear(jnp.multiply, carry, s), nn.bilinear(jnp.multiply, keep, candidate))
+
+
+def _column(a, index):
+  """a[0, index] as [len(index), 1, 1] for broadcasting over [k, B, n_hid]."""
+  return nn.structural(lambda v: v[0, index][:, None, None], a)
+
+
+def _normalize(x, norm):
+  if norm == "batch":
+    return nn.batch_norm(x)
+  if norm == "layer":
+    return nn.layer_norm(x)
+  return x
+
+
+def cell_step(weights, arch, x, h, spec: CellSpec, norm: str = "batch",
+              origin: str = "output"):
+  """h_t from x_t [B, n_in] and h_{t−1} [B, n_hid] (plain or probed); `arch` is
+  `arch["rnn"]` (masked scalars, if any, already applied)."""
+  n_hid = nn.value_of(h).shape[-1]
+  c, g = _split(nn.dense(nn.concat([x, h], axis=-1), weights["W0"]), n_hid)
+  states = [_highway(_gates(c), nn.tanh(g), h)]
+  edge = 0
+  for k in range(1, spec.num_nodes + 1):
+    index = list(range(edge, edge + k))
+    edge += k
+    prev = nn.structural(lambda *v: jnp.stack(v), *states)          # [k, B, n_hid]
+    if origin == "input":
+      prev = nn.scale(prev, _column(arch["origin"], index))
+    w_k = nn.structural(lambda v, k_=k: v[k_ - 1], weights["Ws"])
+    c, g = _split(nn.dense(prev, w_k), n_hid)
+    gates = _gates(c)
+    mixed = None
+    for o, op in enumerate(spec.ops):
+      term = nn.scale(_highway(gates, ACTIVATIONS[op](g), prev),
+                      _column(nn.structural(lambda v, o_=o: v[..., o_], arch["ops"]), index))
+      mixed = term if mixed is None else nn.add(mixed, term)
+    if origin == "output":
+      mixed = nn.scale(mixed, _column(arch["origin"], index))
+    states.append(_normalize(nn.structural(lambda v: jnp.sum(v, axis=0), mixed), norm))
+  total = nn.structural(lambda *v: sum(v), *states[1:])
+  return nn.scale(total, jnp.asarray(1.0 / spec.num_nodes, nn.value_of(total).dtype))
+
+
+def _cut(h, cut):
+  """The curvature (probe cotangent) of `h` stopped where `cut`; values and
+  gradients pass unchanged."""
+  if not nn.is_probed(h):
+    return h
+  return nn.Probed(h.value, jnp.where(cut, lax.stop_gradient(h.probe), h.probe), h.mode)
+
+
+def unroll(weights, arch, inputs, h0, spec: CellSpec, norm: str = "batch",
+           origin: str = "output", horizon: int = 0):
+  """Runs the cell over inputs [T, B, n_in] from h0 [B, n_hid]: (outputs [T, B,
+  n_hid], h_T). `horizon` τ > 0 truncates the curvature recursion through time
+  every τ steps (module docstring); 0 never does."""
+  if norm not in NORMS:
+    raise ValueError(f"config.space.norm: expected one of {NORMS}, got {norm!r}")
+  if origin not in ORIGINS:
+    raise ValueError(f"config.space.origin: expected one of {ORIGINS}, got {origin!r}")
+  mode = nn.mode_of(weights["W0"], weights["Ws"], inputs, *jax.tree_util.tree_leaves(
+      arch, is_leaf=nn.is_probed))
+  h0 = nn.as_probed(h0, mode)
+  steps = nn.value_of(inputs).shape[0]
+
+  def body(h, xs):
+    t, x = xs
+    if horizon > 0:
+      h = _cut(h, (t % horizon == 0) & (t > 0))
+    h = cell_step(weights, arch, x, h, spec, norm, origin)
+    return h, h
+
+  h_last, outputs = lax.scan(body, h0, (jnp.arange(steps), inputs))
+  return outputs, h_last
