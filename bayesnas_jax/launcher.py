@@ -27,12 +27,15 @@ def main(config, workdir: str) -> int:
     elif mode == "compress":
       from bayesnas_jax.compress import run as compress_run  # pylint: disable=import-outside-toplevel
       compress_run.validate(config)
+    elif mode == "rnn_search":
+      from bayesnas_jax.search import rnn_lm  # pylint: disable=import-outside-toplevel
+      rnn_lm.validate(config)
     elif mode in ("train", "summary"):
       from bayesnas_jax.evaluation import train  # pylint: disable=import-outside-toplevel
       train.validate(config)
     else:
-      raise ValueError(f"config.mode: expected 'search', 'train', 'summary' or 'compress', "
-                       f"got {mode!r}")
+      raise ValueError(f"config.mode: expected 'search', 'train', 'summary', 'compress' or "
+                       f"'rnn_search', got {mode!r}")
     if mode != "summary" and os.path.exists(workdir) and not os.path.isdir(workdir):
       raise ValueError(f"--workdir: {workdir} exists and is not a directory")
     apply_runtime_options(config)
@@ -41,6 +44,9 @@ def main(config, workdir: str) -> int:
       return run.run_search(config, workdir, log=log)
     if mode == "compress":
       return compress_run.run_compress(config, workdir, log=log)
+    if mode == "rnn_search":
+      summary = rnn_lm.run(config, workdir, log=log)
+      return {k: v for k, v in summary.items() if k != "rounds"}
     if mode == "train":
       return train.train_and_evaluate(config, workdir, log=log)
     return train.summarize(config)

@@ -198,3 +198,10 @@ def test_real_ptb_counts():
   # The first line is " aer banknote ... wachter " (24 words): ids 0..23, then <eos>.
   assert corpus.vocab[0] == "aer" and corpus.vocab[23] == "wachter"
   assert corpus.train[:25].tolist() == list(range(24)) + [24] and eos == 24
+
+
+def test_quantised_lengths_are_multiples_and_still_tile():
+  spans = text.bptt_windows(2001, 35, seed=3, epoch=1, max_len=55, quantum=5)
+  lengths = [n for _, n in spans]
+  assert all(n % 5 == 0 for n in lengths[:-1]) and len(set(lengths[:-1])) <= 11
+  assert sum(lengths) == 2000 and [s for s, _ in spans] == list(np.cumsum([0] + lengths[:-1]))

@@ -143,7 +143,8 @@ def batchify(tokens: np.ndarray, batch_size: int) -> np.ndarray:
 
 def bptt_windows(num_steps: int, bptt: int, seed: int, epoch: int,
                  random_length: bool = True, p_full: float = 0.95, std: float = 5.0,
-                 min_len: int = 5, max_len: int | None = None) -> list[tuple[int, int]]:
+                 min_len: int = 5, max_len: int | None = None,
+                 quantum: int = 1) -> list[tuple[int, int]]:
   """The ``(start, length)`` windows covering one epoch of a ``[B, num_steps]`` batch.
 
   Args:
@@ -156,6 +157,8 @@ def bptt_windows(num_steps: int, bptt: int, seed: int, epoch: int,
     std: standard deviation of the length around its base.
     min_len: shortest drawn length (the last window may be shorter).
     max_len: optional cap on drawn lengths (DARTS uses ``bptt + 20``).
+    quantum: drawn lengths are rounded to a multiple of it (at least one quantum):
+      a jitted step compiles once per distinct length, so 5 keeps that to a dozen.
 
   Returns:
     Contiguous windows: the first starts at 0, each starts where the previous ended, and
@@ -187,6 +190,8 @@ def bptt_windows(num_steps: int, bptt: int, seed: int, epoch: int,
       length = max(min_len, int(round(rng.normal(base, std))))
       if max_len is not None:
         length = min(length, max_len)
+      if quantum > 1:
+        length = max(quantum, quantum * int(round(length / quantum)))
     length = min(length, total - start)
     out.append((start, length))
     start += length
@@ -195,8 +200,8 @@ def bptt_windows(num_steps: int, bptt: int, seed: int, epoch: int,
 
 def windows(batched: np.ndarray, bptt: int, seed: int, epoch: int,
             random_length: bool = True, p_full: float = 0.95, std: float = 5.0,
-            min_len: int = 5, max_len: int | None = None, start_window: int = 0
-            ) -> Iterator[tuple[np.ndarray, np.ndarray, int]]:
+            min_len: int = 5, max_len: int | None = None, start_window: int = 0,
+            quantum: int = 1) -> Iterator[tuple[np.ndarray, np.ndarray, int]]:
   """Yield ``(inputs, targets, length)`` for the windows of one epoch.
 
   ``inputs`` and ``targets`` are int32 ``[B, length]``, targets shifted by one token.
@@ -208,7 +213,7 @@ def windows(batched: np.ndarray, bptt: int, seed: int, epoch: int,
     raise ValueError(f"batched: want [batch, steps] (see batchify), got shape "
                      f"{batched.shape}")
   spans = bptt_windows(batched.shape[1], bptt, seed, epoch, random_length, p_full, std,
-                       min_len, max_len)
+                       min_len, max_len, quantum)
   if not 0 <= start_window <= len(spans):
     raise ValueError(f"start_window: want 0 <= start_window <= {len(spans)}, got "
                      f"{start_window}")

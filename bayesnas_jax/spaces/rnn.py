@@ -105,12 +105,20 @@ def _normalize(x, norm):
   return x
 
 
+def _drop(x, mask):
+  return x if mask is None else nn.scale(x, mask)
+
+
 def cell_step(weights, arch, x, h, spec: CellSpec, norm: str = "batch",
-              origin: str = "output"):
+              origin: str = "output", x_mask=None, h_mask=None):
   """h_t from x_t [B, n_in] and h_{t−1} [B, n_hid] (plain or probed); `arch` is
-  `arch["rnn"]` (masked scalars, if any, already applied)."""
+  `arch["rnn"]` (masked scalars, if any, already applied). `x_mask` / `h_mask`
+  (plain [B, n], scaled 0/(1−p)⁻¹: variational dropout, the same at every step)
+  drop the cell input and the states where they enter a linear map, as DARTS
+  does; the highway bypasses read the states undropped."""
   n_hid = nn.value_of(h).shape[-1]
-  c, g = _split(nn.dense(nn.concat([x, h], axis=-1), weights["W0"]), n_hid)
+  c, g = _split(nn.dense(nn.concat([_drop(x, x_mask), _drop(h, h_mask)], axis=-1),
+                         weights["W0"]), n_hid)
   states = [_highway(_gates(c), nn.tanh(g), h)]
   edge = 0
   for k in range(1, spec.num_nodes + 1):
@@ -120,7 +128,8 @@ def cell_step(weights, arch, x, h, spec: CellSpec, norm: str = "batch",
     if origin == "input":
       prev = nn.scale(prev, _column(arch["origin"], index))
     w_k = nn.structural(lambda v, k_=k: v[k_ - 1], weights["Ws"])
-    c, g = _split(nn.dense(prev, w_k), n_hid)
+    c, g = _split(nn.dense(_drop(prev, None if h_mask is None else h_mask[None]), w_k),
+                  n_hid)
     gates = _gates(c)
     mixed = None
     for o, op in enumerate(spec.ops):
@@ -143,7 +152,7 @@ def _cut(h, cut):
 
 
 def unroll(weights, arch, inputs, h0, spec: CellSpec, norm: str = "batch",
-           origin: str = "output", horizon: int = 0):
+           origin: str = "output", horizon: int = 0, x_mask=None, h_mask=None):
   """Runs the cell over inputs [T, B, n_in] from h0 [B, n_hid]: (outputs [T, B,
   n_hid], h_T). `horizon` τ > 0 truncates the curvature recursion through time
   every τ steps (module docstring); 0 never does."""
@@ -160,7 +169,7 @@ def unroll(weights, arch, inputs, h0, spec: CellSpec, norm: str = "batch",
     t, x = xs
     if horizon > 0:
       h = _cut(h, (t % horizon == 0) & (t > 0))
-    h = cell_step(weights, arch, x, h, spec, norm, origin)
+    h = cell_step(weights, arch, x, h, spec, norm, origin, x_mask, h_mask)
     return h, h
 
   h_last, outputs = lax.scan(body, h0, (jnp.arange(steps), inputs))

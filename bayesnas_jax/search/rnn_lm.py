@@ -1,0 +1,362 @@
+"""BayesNAS on the recurrent cell space: a word-level language model on PTB or
+WikiText-2 (RNN thesis (R) ch. 3–5; the cell in `spaces.rnn`).
+
+The search network is DARTS's recurrent search model: embedding (tied with the
+softmax), one recurrent cell of `space.num_nodes` nodes, variational dropout on
+the embeddings (`dropout_input`), the cell input (`dropout_x`), the hidden
+nodes (`dropout_hidden`) and the output (`dropout_output`), the state carried
+from window to window of contiguous streams (`data.text`). Per round
+(Algorithm 1 of the paper, (R) eq. 3.15): one epoch of
+
+    L = CE + λ‖W‖² + λ_w Σ_g ω_g ‖w_g‖
+
+with SGD on W (gradient clipping, the step scaled by window length / bptt as
+AWD-LSTM) and Adam on the architecture scalars w (DARTS's architecture
+optimiser: plain SGD at the weights' learning rate of 20 would move a scalar
+by λ_w·20 per step); then the scalars' curvature through time on
+`search.curvature_windows` windows (`rnn.unroll`, horizon τ), the HARD update
+of `search.hard` (eqs. 17–20, the cell's dependency graph) and pruning.
+Derivation keeps k = 1 input per node: the kept (edge, op) pair with the
+highest rank score (`search.rank_by`); a node whose every pair was pruned takes
+its best pair regardless (a recurrent cell needs every node). The derived cell
+is then trained from scratch (`train.steps`, the same network with only the
+genotype's scalars on) and its validation perplexity reported.
+
+Writes `genotype.json` ({"recurrent": [[op, from], ...], "concat": [1..N]},
+node j's entry at position j − 1, as DARTS), `genotype.txt` (the DARTS
+`Genotype(recurrent=..., concat=range(1, N + 1))` literal), `architecture.json`
+(scalars, γ, scores, keep), `scalars.png` and `summary.json`.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from bayesnas_jax import export, nn, value_grad_curvature
+from bayesnas_jax.data import text
+from bayesnas_jax.search import hard
+from bayesnas_jax.search.objective import sparsity_penalty
+from bayesnas_jax.spaces import rnn
+from bayesnas_jax.spaces.cell import masked_arch
+
+
+def _log(message):
+  print(message, file=sys.stderr, flush=True)
+
+
+def init_params(key, vocab_size: int, size: int, spec, init_range: float = 0.1):
+  """Embedding [V, n] (tied with the softmax), the cell, and the softmax bias."""
+  k0, k1 = jax.random.split(key)
+  return {"embedding": jax.random.uniform(k0, (vocab_size, size), minval=-init_range,
+                                          maxval=init_range),
+          "cell": rnn.init_cell(k1, size, size, spec.num_nodes),
+          "bias": jnp.zeros((vocab_size,))}
+
+
+def _mask(key, shape, rate):
+  if key is None or rate <= 0:
+    return None
+  return jax.random.bernoulli(key, 1 - rate, shape).astype(jnp.float32) / (1 - rate)
+
+
+def lm_loss(params, arch, inputs, targets, h0, spec, space, rates=None, key=None,
+            horizon=0):
+  """Mean cross-entropy per token of windows inputs/targets [B, T] from state
+  h0 [B, n]; returns (loss, h_T). `rates`: {"input", "x", "hidden", "output"}
+  dropout rates, applied when `key` is given (variational: one mask per window)."""
+  size = nn.value_of(params["embedding"]).shape[1]
+  batch = inputs.shape[0]
+  x = nn.structural(lambda e: e[inputs.T], params["embedding"])            # [T, B, n]
+  masks = {}
+  if key is not None and rates:
+    keys = jax.random.split(key, 4)
+    masks = {name: _mask(k, (batch, size), rates[name])
+             for k, name in zip(keys, ("input", "x", "hidden", "output"))}
+  if masks.get("input") is not None:
+    x = nn.scale(x, masks["input"][None])
+  outputs, h_last = rnn.unroll(params["cell"], arch, x, h0, spec, norm=space.norm,
+                               origin=space.origin, horizon=horizon,
+                               x_mask=masks.get("x"), h_mask=masks.get("hidden"))
+  if masks.get("output") is not None:
+    outputs = nn.scale(outputs, masks["output"][None])
+  decoder = nn.structural(lambda e: e.T, params["embedding"])
+  logits = nn.dense(outputs, decoder, params["bias"])
+  return nn.softmax_cross_entropy(logits, targets.T), nn.value_of(h_last)
+
+
+def _masked(arch, masks):
+  """Scalars with the pruned ones at 0 (plain or probed scalars)."""
+  return masked_arch(arch, masks)
+
+
+class Steps:
+  """The jitted steps of a search or a derived-cell training, built once."""
+
+  def __init__(self, spec, config, train_arch: bool):
+    s, t = config.space, config.train
+    rates = {"input": t.dropout_input, "x": t.dropout_x, "hidden": t.dropout_hidden,
+             "output": t.dropout_output}
+    self.weight_opt = optax.chain(optax.clip_by_global_norm(t.grad_clip),
+                                  optax.sgd(t.learning_rate))
+    self.arch_opt = optax.adam(config.search.arch_learning_rate)
+    lambda_w = float(config.search.lambda_w)
+
+    def objective(params, arch, masks, omega, inputs, targets, h, key):
+      data, h_new = lm_loss(params, _masked(arch, masks)[rnn.KIND], inputs, targets, h, spec,
+                            s, rates, key)
+      total = data + t.weight_decay * sum(jnp.sum(jnp.square(w))
+                                          for w in jax.tree_util.tree_leaves(params))
+      if train_arch:
+        total = total + lambda_w * sparsity_penalty(arch, omega, "cell_type")
+      return total, (data, h_new)
+
+    @jax.jit
+    def train_step(params, arch, opt_w, opt_a, masks, omega, inputs, targets, h, key, scale):
+      (_, (data, h_new)), (g_w, g_a) = jax.value_and_grad(
+          objective, argnums=(0, 1), has_aux=True)(params, arch, masks, omega, inputs,
+                                                   targets, h, key)
+      updates, opt_w = self.weight_opt.update(g_w, opt_w, params)
+      params = optax.apply_updates(params, jax.tree_util.tree_map(lambda u: u * scale, updates))
+      if train_arch:
+        updates, opt_a = self.arch_opt.update(g_a, opt_a, arch)
+        arch = _masked(optax.apply_updates(arch, updates), masks)
+      return params, arch, opt_w, opt_a, data, h_new
+
+    @jax.jit
+    def curvature_step(params, arch, masks, inputs, targets, h):
+      def loss(a):
+        return lm_loss(params, _masked(a, masks)[rnn.KIND], inputs, targets, h, spec, s,
+                       horizon=config.search.horizon)
+      (_, h_new), _, curvature = value_grad_curvature(
+          loss, arch, mode=config.search.curvature_mode, has_aux=True)
+      return curvature, h_new
+
+    @jax.jit
+    def eval_step(params, arch, masks, inputs, targets, h):
+      return lm_loss(params, _masked(arch, masks)[rnn.KIND], inputs, targets, h, spec, s)
+
+    self.train_step, self.curvature_step, self.eval_step = train_step, curvature_step, eval_step
+
+
+def perplexity(steps, params, arch, masks, stream, bptt, size):
+  """exp of the mean cross-entropy over a batched stream [B, L], fixed windows."""
+  h = jnp.zeros((stream.shape[0], size))
+  total, count = 0.0, 0
+  for inputs, targets, length in text.windows(stream, bptt, seed=0, epoch=0,
+                                              random_length=False):
+    loss, h = steps.eval_step(params, arch, masks, jnp.asarray(inputs), jnp.asarray(targets), h)
+    total += float(loss) * length
+    count += length
+  return math.exp(total / max(count, 1))
+
+
+def derive(spec, state, arch):
+  """{"recurrent": [[op, from], ...], "concat": [1..N]}: per node its best kept
+  (edge, op) by the rank score, or its best pair if all were pruned."""
+  score = np.asarray(state["score"][rnn.KIND]["ops"], np.float64)
+  keep = np.asarray(state["keep"][rnn.KIND]["ops"], bool)
+  del arch
+  recurrent = []
+  for node in spec.intermediate:
+    edges = spec.in_edges(node)
+    best = None
+    for use_keep in (True, False):
+      for e in edges:
+        for o in range(len(spec.ops)):
+          if use_keep and not keep[e, o]:
+            continue
+          value = score[e, o] if np.isfinite(score[e, o]) else -np.inf
+          if best is None or value > best[0]:
+            best = (value, e, o)
+      if best is not None:
+        break
+    _, e, o = best
+    recurrent.append([spec.ops[o], spec.edges[e][0]])
+  return {"recurrent": recurrent, "concat": list(spec.intermediate)}
+
+
+def genotype_literal(genotype):
+  pairs = ", ".join(f"('{op}', {source})" for op, source in genotype["recurrent"])
+  nodes = genotype["concat"]
+  return f"Genotype(recurrent=[{pairs}], concat=range({nodes[0]}, {nodes[-1] + 1}))"
+
+
+def genotype_masks(spec, genotype):
+  """Masks that switch on exactly the genotype's (edge, op) pairs and origins."""
+  ops = np.zeros((1, spec.num_edges, len(spec.ops)), np.float32)
+  for node, (op, source) in zip(spec.intermediate, genotype["recurrent"]):
+    if op not in spec.ops or not 0 <= int(source) < node:
+      raise ValueError(f"genotype: node {node} cannot take ({op!r}, {source}); expected an "
+                       f"op of {spec.ops} from a node < {node}")
+    ops[0, spec.edges.index((int(source), node)), spec.ops.index(op)] = 1.0
+  return {rnn.KIND: {"origin": jnp.asarray(ops.any(-1), jnp.float32), "ops": jnp.asarray(ops)}}
+
+
+def validate(config):
+  s, t, se = config.space, config.train, config.search
+  for field, value, low in (("space.num_nodes", s.num_nodes, 1), ("space.size", s.size, 1),
+                            ("input.batch_size", config.input.batch_size, 1),
+                            ("input.bptt", config.input.bptt, 2),
+                            ("search.rounds", se.rounds, 1),
+                            ("search.curvature_windows", se.curvature_windows, 1),
+                            ("search.horizon", se.horizon, 0),
+                            ("train.steps", t.steps, 0)):
+    if not isinstance(value, int) or isinstance(value, bool) or value < low:
+      raise ValueError(f"config.{field}: expected an integer >= {low}, got {value!r}")
+  if s.norm not in rnn.NORMS:
+    raise ValueError(f"config.space.norm: expected one of {rnn.NORMS}, got {s.norm!r}")
+  if s.origin not in rnn.ORIGINS:
+    raise ValueError(f"config.space.origin: expected one of {rnn.ORIGINS}, got {s.origin!r}")
+  if se.rank_by not in hard.RANK_BY:
+    raise ValueError(f"config.search.rank_by: expected one of {hard.RANK_BY}, got "
+                     f"{se.rank_by!r}")
+  for name in ("dropout_input", "dropout_x", "dropout_hidden", "dropout_output"):
+    if not 0 <= t[name] < 1:
+      raise ValueError(f"config.train.{name}: expected a rate in [0, 1), got {t[name]!r}")
+
+
+def _epoch(steps, params, arch, opt_w, opt_a, masks, omega, stream, config, key, epoch,
+           limit, label, log):
+  size = config.space.size
+  h = jnp.zeros((stream.shape[0], size))
+  losses, done = [], 0
+  for inputs, targets, length in text.windows(stream, config.input.bptt, seed=config.seed,
+                                              epoch=epoch, max_len=config.input.bptt + 20,
+                                              random_length=config.input.random_length,
+                                              quantum=config.input.length_quantum):
+    key, sub = jax.random.split(key)
+    params, arch, opt_w, opt_a, loss, h = steps.train_step(
+        params, arch, opt_w, opt_a, masks, omega, jnp.asarray(inputs), jnp.asarray(targets), h,
+        sub, jnp.float32(length / config.input.bptt))
+    losses.append(loss)
+    done += 1
+    if done % config.log_every_steps == 0:
+      log(f"{label}: step {done}, loss {float(np.mean(jax.device_get(losses[-50:]))):.3f}")
+    if limit and done >= limit:
+      break
+  return params, arch, opt_w, opt_a, key, done
+
+
+def run(config, workdir: str, log=_log):
+  """The search, the derived cell's training, and the files (module docstring)."""
+  validate(config)
+  start = time.perf_counter()
+  corpus = text.load_text(config.data.path or config.data.name, config.data.get("data_dir", ""))
+  spec = rnn.cell_spec(config.space.num_nodes, tuple(config.space.ops))
+  batch, size = config.input.batch_size, config.space.size
+  train = text.batchify(corpus.train, batch)
+  valid = text.batchify(corpus.valid, config.input.eval_batch_size)
+  if config.input.get("valid_tokens", 0):
+    valid = valid[:, :max(config.input.valid_tokens // valid.shape[0], 2)]
+  os.makedirs(workdir, exist_ok=True)
+  log(f"corpus: {len(corpus.vocab)} words, {corpus.train.size} training tokens; "
+      f"cell of {spec.num_nodes} nodes, {spec.num_edges} edges × {len(spec.ops)} ops")
+  key = jax.random.PRNGKey(config.seed)
+  key, k_init = jax.random.split(key)
+  params = init_params(k_init, len(corpus.vocab), size, spec)
+  arch = rnn.init_arch(spec)
+  state = hard.init_prior(arch, "cell_type")
+  masks = hard.network_masks(state["keep"], arch)
+  steps = Steps(spec, config, train_arch=True)
+  opt_w, opt_a = steps.weight_opt.init(params), steps.arch_opt.init(arch)
+  ppl_initial = perplexity(steps, params, arch, masks, valid, config.input.bptt, size)
+  log(f"valid perplexity before training: {ppl_initial:.1f}")
+  rounds = []
+  limit = config.search.get("steps_per_round", 0)
+  for round_ in range(config.search.rounds):
+    t0 = time.perf_counter()
+    params, arch, opt_w, opt_a, key, done = _epoch(
+        steps, params, arch, opt_w, opt_a, masks, state["omega"], train, config, key, round_,
+        limit, f"round {round_ + 1}", log)
+    train_seconds = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    curvature, h = None, jnp.zeros((batch, size))
+    for i, (inputs, targets, _) in enumerate(text.windows(train, config.input.bptt,
+                                                          seed=config.seed + 1, epoch=round_,
+                                                          random_length=False)):
+      if i >= config.search.curvature_windows:
+        break
+      c, h = steps.curvature_step(params, arch, masks, jnp.asarray(inputs),
+                                  jnp.asarray(targets), h)
+      curvature = c if curvature is None else jax.tree_util.tree_map(jnp.add, curvature, c)
+    count = min(i + 1, config.search.curvature_windows)
+    curvature = jax.tree_util.tree_map(lambda v: v / count, curvature)
+    jax.block_until_ready(curvature)
+    curvature_seconds = time.perf_counter() - t0
+    state, _, _ = hard.hard_update(
+        arch, curvature, state, spec=spec, lambda_w=float(config.search.lambda_w),
+        grouping="cell_type", dependency=config.search.dependency,
+        rank_by=config.search.rank_by, zero_curvature=config.search.zero_curvature)
+    masks = hard.network_masks(state["keep"], arch)
+    arch = _masked(arch, masks)
+    kept = int(np.sum(np.asarray(state["keep"][rnn.KIND]["ops"])))
+    rounds.append({"round": round_ + 1, "steps": done, "train_seconds": round(train_seconds, 2),
+                   "curvature_seconds": round(curvature_seconds, 2), "kept_ops": kept,
+                   "kept_origins": int(np.sum(np.asarray(state["keep"][rnn.KIND]["origin"])))})
+    log(f"round {round_ + 1}: {done} steps in {train_seconds:.1f} s, curvature on "
+        f"{count} windows in {curvature_seconds:.1f} s; {kept} of {spec.num_edges * len(spec.ops)}"
+        f" (edge, op) pairs kept")
+  genotype = derive(spec, state, arch)
+  export.write_json(os.path.join(workdir, "genotype.json"), genotype)
+  with open(os.path.join(workdir, "genotype.txt"), "w", encoding="utf-8") as f:
+    f.write(genotype_literal(genotype) + "\n")
+  record = {name: {part: np.asarray(v[rnn.KIND][part]).tolist() for part in ("origin", "ops")}
+            for name, v in (("w", arch), ("gamma", state["gamma"]), ("score", state["score"]),
+                            ("keep", state["keep"]))}
+  record.update({"edges": [list(e) for e in spec.edges], "ops": list(spec.ops)})
+  export.write_json(os.path.join(workdir, "architecture.json"), record)
+  _plot(workdir, spec, state)
+  log(f"derived cell: {genotype_literal(genotype)}")
+  # The derived cell, trained from scratch with only its scalars on.
+  derived_masks = genotype_masks(spec, genotype)
+  key, k_init = jax.random.split(key)
+  params = init_params(k_init, len(corpus.vocab), size, spec)
+  ones = rnn.init_arch(spec)
+  cell_steps = Steps(spec, config, train_arch=False)
+  opt_w = cell_steps.weight_opt.init(params)
+  total, epoch = 0, 0
+  while total < config.train.steps:
+    params, _, opt_w, _, key, done = _epoch(
+        cell_steps, params, ones, opt_w, None, derived_masks, state["omega"], train, config,
+        key, 1000 + epoch, config.train.steps - total, "derived cell", log)
+    total += done
+    epoch += 1
+  ppl = perplexity(cell_steps, params, ones, derived_masks, valid, config.input.bptt, size)
+  log(f"valid perplexity of the derived cell after {total} steps: {ppl:.1f}")
+  summary = {"genotype": genotype, "genotype_literal": genotype_literal(genotype),
+             "valid_perplexity_initial": round(ppl_initial, 2),
+             "valid_perplexity": round(ppl, 2), "derived_cell_steps": total,
+             "rounds": rounds, "seconds": round(time.perf_counter() - start, 1),
+             "device": jax.devices()[0].device_kind}
+  export.write_json(os.path.join(workdir, "summary.json"), summary)
+  return summary
+
+
+def _plot(workdir, spec, state):
+  import matplotlib  # pylint: disable=import-outside-toplevel
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
+  score = np.asarray(state["score"][rnn.KIND]["ops"])
+  keep = np.asarray(state["keep"][rnn.KIND]["ops"])
+  fig, ax = plt.subplots(figsize=(8, 0.25 * spec.num_edges + 1))
+  shown = np.where(keep, score, np.nan)
+  image = ax.imshow(shown, aspect="auto", cmap="viridis")
+  ax.set_yticks(range(spec.num_edges), [f"{j}→{k}" for j, k in spec.edges], fontsize=6)
+  ax.set_xticks(range(len(spec.ops)), spec.ops)
+  ax.set_title("rank score of kept (edge, op) pairs (blank: pruned)")
+  fig.colorbar(image)
+  fig.tight_layout()
+  fig.savefig(os.path.join(workdir, "scalars.png"), dpi=100)
+  plt.close(fig)
+
+
+def as_json(summary):
+  return json.dumps(summary, indent=1)
