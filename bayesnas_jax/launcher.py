@@ -27,7 +27,7 @@ def main(config, workdir: str) -> int:
     elif mode == "compress":
       from bayesnas_jax.compress import run as compress_run  # pylint: disable=import-outside-toplevel
       compress_run.validate(config)
-    elif mode == "rnn_search":
+    elif mode in ("rnn_search", "rnn_train"):
       from bayesnas_jax.search import rnn_lm  # pylint: disable=import-outside-toplevel
       rnn_lm.validate(config)
     elif mode in ("train", "summary"):
@@ -47,6 +47,8 @@ def main(config, workdir: str) -> int:
     if mode == "rnn_search":
       summary = rnn_lm.run(config, workdir, log=log)
       return {k: v for k, v in summary.items() if k != "rounds"}
+    if mode == "rnn_train":
+      return rnn_lm.train_cell(config, workdir, log=log)
     if mode == "train":
       return train.train_and_evaluate(config, workdir, log=log)
     return train.summarize(config)

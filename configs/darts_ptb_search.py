@@ -63,6 +63,9 @@ def get_config(arg=None):
   config.train.dropout_hidden = 0.25
   config.train.dropout_output = 0.75
   config.train.steps = 0  # training steps of the derived cell after the search
+  # The derived cell trains without the search's normalisation ((R) §5.4: "removed
+  # during performance estimation"); one op per node keeps the state bounded.
+  config.train.norm = "none"
   config.search = ml_collections.ConfigDict()
   config.search.rounds = 1  # T_max, one epoch each
   config.search.steps_per_round = 0  # > 0: stop a round early (reduced runs)

@@ -313,7 +313,7 @@ def test_rnn_search_cli_end_to_end_on_a_tiny_corpus(tmp_path):
        "--config.space.num_nodes=2", "--config.input.batch_size=16", "--config.input.bptt=5",
        "--config.input.random_length=False", "--config.search.steps_per_round=20",
        "--config.search.curvature_windows=2", "--config.search.horizon=3",
-       "--config.train.steps=100", "--config.input.valid_tokens=0",
+       "--config.train.steps=300", "--config.input.valid_tokens=0",
        "--config.train.dropout_x=0.1", "--config.train.dropout_output=0.1"],
       cwd=root, env={**os.environ, "PYTHONPATH": root, "JAX_PLATFORMS": "cpu"},
       capture_output=True, text=True, timeout=600, check=False)
@@ -326,6 +326,31 @@ def test_rnn_search_cli_end_to_end_on_a_tiny_corpus(tmp_path):
   # 31 words (with <eos>): an untrained model is near uniform; the trained cell
   # must have learnt some of the text's order.
   assert 20 < summary["valid_perplexity_initial"] < 45
-  assert summary["valid_perplexity"] < 0.7 * summary["valid_perplexity_initial"]
+  assert summary["valid_perplexity"] < 0.5 * summary["valid_perplexity_initial"]
   for name in ("architecture.json", "scalars.png"):
     assert (workdir / name).exists()
+  # The evaluation config trains the searched cell from its genotype.json.
+  evaldir = tmp_path / "eval"
+  result = subprocess.run(
+      [sys.executable, "-m", "launch.main", "--config=configs/darts_ptb_eval.py:cpu",
+       f"--workdir={evaldir}", f"--config.data.path={tmp_path}", "--config.space.size=8",
+       f"--config.train.genotype={workdir / 'genotype.json'}", "--config.input.batch_size=16",
+       "--config.input.bptt=5", "--config.input.random_length=False",
+       "--config.input.valid_tokens=0", "--config.train.steps_per_epoch=100",
+       "--config.train.epochs=20", "--config.train.nonmono=3", "--config.train.learning_rate=5",
+       "--config.train.dropout_x=0.1", "--config.train.dropout_output=0.1"],
+      cwd=root, env={**os.environ, "PYTHONPATH": root, "JAX_PLATFORMS": "cpu"},
+      capture_output=True, text=True, timeout=600, check=False)
+  assert result.returncode == 0, result.stderr[-3000:]
+  trained = json.loads((evaldir / "summary.json").read_text())
+  assert trained["genotype"] == genotype and len(trained["valid_perplexity_by_epoch"]) == 20
+  assert trained["valid_perplexity"] < 0.7 * summary["valid_perplexity_initial"]
+  assert trained["test_perplexity"] < 0.7 * summary["valid_perplexity_initial"]
+  bad = subprocess.run(
+      [sys.executable, "-m", "launch.main", "--config=configs/darts_ptb_eval.py:cpu",
+       f"--workdir={tmp_path / 'bad'}", f"--config.data.path={tmp_path}",
+       f"--config.train.genotype={tmp_path / 'missing.json'}"],
+      cwd=root, env={**os.environ, "PYTHONPATH": root, "JAX_PLATFORMS": "cpu"},
+      capture_output=True, text=True, timeout=600, check=False)
+  lines = bad.stderr.strip().splitlines()
+  assert bad.returncode == 2 and len(lines) == 1 and "config.train.genotype" in lines[0]
