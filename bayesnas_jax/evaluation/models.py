@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Callable, NamedTuple
 
 from bayesnas_jax import export
-from bayesnas_jax.evaluation import nb201_network, network
+from bayesnas_jax.evaluation import nb201_network, network, tree_network
 
 
 class EvalModel(NamedTuple):
@@ -43,6 +43,8 @@ MODELS = {
                        _darts_genotype_dict),
     "nb201": EvalModel("nb201", nb201_network.load, nb201_network.init, nb201_network.apply,
                        nb201_network.genotype_dict),
+    "tree_pyramid": EvalModel("tree_pyramid", tree_network.load, tree_network.init,
+                              tree_network.apply, tree_network.genotype_dict),
 }
 
 
