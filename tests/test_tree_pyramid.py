@@ -176,3 +176,37 @@ def test_tree_search_cli_end_to_end_on_a_tiny_depth(tmp_path):
   summary = json.loads((workdir / "summary.json").read_text())
   config = _config(alpha=6.0)
   assert summary["derived_params"] == tp.parameter_count(genotype, config)
+
+
+def test_evaluation_network_of_a_genotype():
+  from bayesnas_jax.evaluation import models  # pylint: disable=import-outside-toplevel
+  config = ml_collections.ConfigDict({"name": "tree_pyramid", "cells_per_stage": 1,
+                                      "alpha": 6.0, "num_classes": 3, "image_size": 8,
+                                      "channels": 16})
+  net = models.get(config)
+  genotype = ((1, 2, 3), (2,), ())
+  params, stats = net.init(jax.random.key(0), genotype, config)
+  architecture = {"cells": [{"stage": s, "block": 1, "paths": list(p)}
+                            for s, p in zip((1, 2, 3), genotype)]}
+  weights = sum(int(np.size(a)) for a in jax.tree.leaves(params["weights"]))
+  assert weights == tp.parameter_count(architecture, _config(alpha=6.0))
+  # Every batch norm has a scale and a bias and running statistics of its width.
+  assert set(params["bn"]) == set(stats) and "b2/final" not in stats  # empty cell: no norms
+  images = jnp.asarray(np.random.default_rng(0).normal(size=(4, 8, 8, 3)), jnp.float32)
+  logits, _, new = net.apply(params, stats, images, genotype, config, train=True)
+  assert logits.shape == (4, 3)
+  assert not np.allclose(new["stem"]["mean"], stats["stem"]["mean"])  # running averages move
+  again, _, same = net.apply(params, new, images, genotype, config, train=False)
+  assert again.shape == (4, 3) and same["stem"] is new["stem"]
+
+
+def test_bad_genotype_files_are_one_line(tmp_path):
+  config = _config()
+  path = tmp_path / "genotype.json"
+  path.write_text(json.dumps({"cells": [{"stage": 1, "block": 1, "paths": [0, 3]}]}))
+  with pytest.raises(ValueError, match="genotype.json: 1 cells; expected one per block"):
+    tp.load_architecture(str(path), config)
+  cells = [{"stage": s, "block": 1, "paths": [3, 1]} for s in (1, 2, 3)]
+  path.write_text(json.dumps({"cells": cells}))
+  with pytest.raises(ValueError, match="expected sorted distinct ids in 1..9"):
+    tp.load_architecture(str(path), config)

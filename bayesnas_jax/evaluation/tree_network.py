@@ -70,7 +70,10 @@ def init(key, genotype, config, dtype=jnp.float32):
   if len(genotype) != blocks:
     raise ValueError(f"genotype: {len(genotype)} cells for a network of {blocks} blocks "
                      f"(config.model.cells_per_stage = {config['cells_per_stage']})")
-  seed = int(jax.random.randint(key, (), 0, 2 ** 31 - 1))
+  try:  # the weights are drawn on the host (`spaces.ops.numpy_rng`)
+    seed = int(jax.random.randint(key, (), 0, 2 ** 31 - 1))
+  except jax.errors.ConcretizationTypeError:  # traced for shapes only (counting)
+    seed = 0
   params = {"weights": tree_pyramid.init_weights(seed, _space(config), kept=list(genotype),
                                                  in_channels=config.get("in_channels", 3),
                                                  dtype=dtype), "bn": {}}
