@@ -9,7 +9,6 @@ by weight norm to the architecture the Bayesian run found (so the same units per
 layer and the same multiply-adds), and prints one table (also compare.json).
 """
 import copy
-import json
 import os
 import sys
 

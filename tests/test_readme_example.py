@@ -4,9 +4,7 @@ import pathlib
 import re
 
 import jax
-import jax.numpy as jnp
 import numpy as np
-import pytest
 
 README = pathlib.Path(__file__).resolve().parents[1] / "README.md"
 

@@ -16,7 +16,6 @@ Every batch is a function of (seed, epoch, step). Progress goes to stderr.
 """
 from __future__ import annotations
 
-import json
 import os
 import sys
 import time

@@ -22,7 +22,7 @@ from jax import lax
 
 from bayesnas_jax.nn import conv as conv_impls
 from bayesnas_jax.nn.ordering import after
-from bayesnas_jax.nn.probe import Probed, mode_of, probe_of, structural, value_of
+from bayesnas_jax.nn.probe import Probed, mode_of, structural, value_of
 from bayesnas_jax.nn.rules import bilinear
 
 

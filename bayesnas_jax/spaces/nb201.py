@@ -33,7 +33,7 @@ from bayesnas_jax import export, nn
 from bayesnas_jax.spaces.base import SearchSpace, group_keep, group_values
 from bayesnas_jax.spaces import cell as cell_lib
 from bayesnas_jax.spaces.cell import CellSpec, masked_arch, take
-from bayesnas_jax.spaces.ops import numpy_rng
+from bayesnas_jax.spaces.ops import init_classifier, numpy_rng
 
 NB201_OPS = ("skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")
 NONE = "none"
@@ -96,10 +96,7 @@ def init_weights(key, config, in_channels=3, dtype=jnp.float32):
           "conv_b": _he(rng, (3, 3, 2 * width, 2 * width), 18 * width, dtype),
           "shortcut": _he(rng, (width, 2 * width), width, dtype)})
   width = 4 * c
-  weights["classifier"] = {
-      "w": jnp.asarray(rng.standard_normal((width, config.num_classes)) / math.sqrt(width),
-                       dtype),
-      "b": jnp.zeros((config.num_classes,), dtype)}
+  weights["classifier"] = init_classifier(rng, width, config.num_classes, dtype)
   return weights
 
 

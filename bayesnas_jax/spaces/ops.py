@@ -35,6 +35,12 @@ def he_normal(key, shape, fan_in, dtype):
   return jax.random.normal(key, shape, dtype) * math.sqrt(2.0 / fan_in)
 
 
+def init_classifier(rng, width, num_classes, dtype):
+  """A linear classifier drawn on the host: w ~ N(0, 1/width), b = 0."""
+  return {"w": jnp.asarray(rng.standard_normal((width, num_classes)) / math.sqrt(width), dtype),
+          "b": jnp.zeros((num_classes,), dtype)}
+
+
 def numpy_rng(key):
   """A NumPy generator seeded by a (concrete) JAX PRNG key or an int.
 

@@ -56,14 +56,13 @@ import math
 import os
 from typing import NamedTuple
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 
 from bayesnas_jax import export, nn
 from bayesnas_jax.spaces.base import SearchSpace
 from bayesnas_jax.spaces.cell import CellSpec, masked_arch, take
-from bayesnas_jax.spaces.ops import numpy_rng
+from bayesnas_jax.spaces.ops import init_classifier, numpy_rng
 
 KIND = "tree"
 NUM_PATHS = 9
@@ -246,10 +245,7 @@ def init_weights(key, config, kept=None, in_channels=3, dtype=jnp.float32):
                               "cell": init_cell(rng, c, paths, dtype),
                               "out": _he(rng, (c, 4 * c), 4 * c, dtype)})
   width = 4 * _blocks(config)[-1][3]
-  weights["classifier"] = {
-      "w": jnp.asarray(rng.standard_normal((width, config.num_classes)) / math.sqrt(width),
-                       dtype),
-      "b": jnp.zeros((config.num_classes,), dtype)}
+  weights["classifier"] = init_classifier(rng, width, config.num_classes, dtype)
   return weights
 
 
