@@ -42,6 +42,9 @@ def get_config(arg=None):
   config.train.learning_rate = 0.05
   config.train.momentum = 0.9
   config.train.baseline_epochs = 10
+  # cosine: the baseline and the fine-tuning each decay the rate to 0 over their
+  # own epochs (the penalised rounds keep the full rate) | constant
+  config.train.schedule = "constant"
   config.compress = ml_collections.ConfigDict()
   config.compress.groups = ml_collections.ConfigDict(
       {"Dense_0": "row,column", "Dense_1": "row,column", "Dense_2": "row"})

@@ -136,6 +136,7 @@ def test_lenet5_cli_end_to_end_on_tiny_idx(tmp_path):
                  "--config.input.batch_size=16", "--config.train.baseline_epochs=1",
                  "--config.compress.rounds=1", "--config.compress.epochs_per_round=1",
                  "--config.compress.curvature_batches=2", "--config.compress.finetune_epochs=1",
+                 "--config.train.schedule=cosine",
                  # The pipeline, not the rule: a λ that keeps most groups.
                  "--config.compress.lambda_=1e-9"])
   assert result.returncode == 0, result.stderr[-3000:]
@@ -154,6 +155,7 @@ def test_lenet5_cli_end_to_end_on_tiny_idx(tmp_path):
     ("--config.compress.groups.Dense_0=diagonal",
      "config.compress.groups.Dense_0: 'diagonal' is not a dense group"),
     ("--config.compress.groups.Conv_0=row", "config.compress.groups.Conv_0: 'row' is not a conv"),
+    ("--config.train.schedule=linear", "config.train.schedule: expected one of"),
 ])
 def test_bad_group_names_are_one_line(override, words, tmp_path):
   result = _cli(["--config=configs/compress_lenet5_mnist.py", f"--workdir={tmp_path / 'w'}",
@@ -161,6 +163,14 @@ def test_bad_group_names_are_one_line(override, words, tmp_path):
   lines = result.stderr.strip().splitlines()
   assert result.returncode == 2 and len(lines) == 1 and words in lines[0], result.stderr
   assert not (tmp_path / "w").exists()
+
+
+def test_cosine_factor_runs_from_one_to_zero():
+  from bayesnas_jax.compress import run
+  total = 8
+  factors = [run.lr_scale(step, total) for step in range(total + 1)]
+  assert factors[0] == 1.0 and abs(factors[4] - 0.5) < 1e-12 and abs(factors[-1]) < 1e-12
+  assert all(a > b for a, b in zip(factors, factors[1:]))
 
 
 def test_evidence_rule_keeps_what_the_data_support():

@@ -194,6 +194,28 @@ def test_scalar_on_all_logits_under_cross_entropy_is_not_exact():
 
 
 # ----------------------------------------------------------------------------
+# The default convolution implementation.
+
+
+def test_auto_grouped_conv_is_masked_dense_on_cpu_and_equals_lax():
+  from bayesnas_jax.nn import conv as conv_impls
+  expected = "masked_dense" if jax.default_backend() == "cpu" else "lax"
+  assert conv_impls.resolve_impl("auto", 4, 2, (3, 3, 2, 6)) == expected
+  assert conv_impls.resolve_impl("auto", 4, 4, (3, 3, 1, 4)) == "shifted"
+  assert conv_impls.resolve_impl("auto", 4, 1, (3, 3, 4, 6)) == "lax"
+  p = random_arrays(15, w=(3, 3, 2, 6))
+  x = random_arrays(16, x=(2, 5, 5, 4))["x"]
+
+  def loss(impl):
+    return lambda w: jnp.sum(jnp.sin(nn.conv2d(x, w, stride=2, groups=2, impl=impl)))
+
+  for impl in ("auto", "masked_dense"):
+    np.testing.assert_allclose(loss(impl)(p["w"]), loss("lax")(p["w"]), rtol=1e-10)
+    np.testing.assert_allclose(jax.grad(loss(impl))(p["w"]),
+                               jax.grad(loss("lax"))(p["w"]), rtol=1e-9, atol=1e-12)
+
+
+# ----------------------------------------------------------------------------
 # A convolution is a dense layer on image patches.
 
 

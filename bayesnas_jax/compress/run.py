@@ -16,6 +16,7 @@ Every batch is a function of (seed, epoch, step). Progress goes to stderr.
 """
 from __future__ import annotations
 
+import math
 import os
 import sys
 import time
@@ -35,6 +36,7 @@ ZERO_CURVATURE = ("keep", "prune")
 # same epochs without penalty / with the plain group lasso (ω = 1 throughout), then
 # the units with the largest norms kept to `compress.target_architecture`.
 METHODS = ("bayes", "magnitude", "group_lasso")
+SCHEDULES = ("constant", "cosine")
 
 
 def _log(message):
@@ -86,6 +88,9 @@ def validate(config):
                             ("input.batch_size", config.input.batch_size, 1)):
     if not isinstance(value, int) or isinstance(value, bool) or value < low:
       raise ValueError(f"config.{field}: expected an integer >= {low}, got {value!r}")
+  schedule = config.train.get("schedule", "constant")
+  if schedule not in SCHEDULES:
+    raise ValueError(f"config.train.schedule: expected one of {SCHEDULES}, got {schedule!r}")
   if config.train.optimizer not in ("sgd", "adam"):
     raise ValueError(f"config.train.optimizer: expected 'sgd' or 'adam', got "
                      f"{config.train.optimizer!r}")
@@ -105,6 +110,11 @@ def validate(config):
   if c.curvature_mode not in ("hessian", "ggn"):
     raise ValueError(f"config.compress.curvature_mode: expected 'hessian' or 'ggn', got "
                      f"{c.curvature_mode!r}")
+
+
+def lr_scale(step, total):
+  """The cosine factor of step `step` of `total` (1 at the start, → 0 at the end)."""
+  return 0.5 * (1.0 + math.cos(math.pi * step / max(total, 1)))
 
 
 def _images(batch, input_config):
@@ -136,12 +146,15 @@ def _make_steps(model, config, kinds):
                for name in kinds)
 
   @jax.jit
-  def train_step(params, state, opt_state, images, labels, states, masks, use_penalty):
+  def train_step(params, state, opt_state, images, labels, states, masks, use_penalty,
+                 lr_scale=1.0):
     def objective(p):
       data, new_state = loss_fn(p, state, images, labels)
       return data + use_penalty * penalty(p, states), (data, new_state)
     (_, (data, state)), grads = jax.value_and_grad(objective, has_aux=True)(params)
     updates, opt_state = optimizer.update(grads, opt_state, params)
+    # Scaling the final update scales the learning rate (SGD with momentum, Adam).
+    updates = jax.tree_util.tree_map(lambda u: u * lr_scale, updates)
     params = jax.tree_util.tree_map(lambda p, u, m: (p + u) * m, params, updates, masks)
     return params, state, opt_state, data
 
@@ -217,21 +230,26 @@ def run_compress(config, workdir: str, log=_log):
   states = {name: groups.init_state(params[name]["kernel"].shape, kinds[name]) for name in kinds}
   epoch = [0]
 
-  def run_epochs(count, label, use_penalty):
+  def run_epochs(count, label, use_penalty, decay=False):
     nonlocal params, state, opt_state
-    for _ in range(count):
+    total = count * steps
+    for e in range(count):
       losses = []
       for step in range(steps):
         index = data_lib.batch_indices(len(train), batch_size, seed=config.seed,
                                        epoch=epoch[0], step=step)
+        scale = lr_scale(e * steps + step, total) if decay else 1.0
         params, state, opt_state, loss = train_step(
             params, state, opt_state, train.images[index], train.labels[index],
-            states, masks, jnp.float32(use_penalty))
+            states, masks, jnp.float32(use_penalty), jnp.float32(scale))
         losses.append(loss)
       epoch[0] += 1
       log(f"{label}: epoch {epoch[0]}, loss {float(np.mean(jax.device_get(losses))):.4f}")
 
-  run_epochs(config.train.baseline_epochs, "baseline", 0.0)
+  # "cosine": the baseline and the fine-tuning each decay the learning rate
+  # to 0 over their own epochs; the penalised rounds run at the full rate.
+  decay = config.train.get("schedule", "constant") == "cosine"
+  run_epochs(config.train.baseline_epochs, "baseline", 0.0, decay)
   image_shape = train.images.shape[1:]
   error_before = test_error(eval_step, params, state, test)
   params_before = int(sum(np.size(v) for v in jax.tree_util.tree_leaves(params)))
@@ -293,7 +311,7 @@ def run_compress(config, workdir: str, log=_log):
     unit, alive = apply_kernel_masks(structure.select_by_norm(
         layers, {layer.name: params[layer.name]["kernel"] for layer in layers}, counts))
     log(f"{method}: kept the largest-norm units, {topology.architecture(alive)}")
-  run_epochs(config.compress.finetune_epochs, "fine-tune", 0.0)
+  run_epochs(config.compress.finetune_epochs, "fine-tune", 0.0, decay)
   error_masked = test_error(eval_step, params, state, test)
   small, small_params, small_state, description = topology.compress(
       jax.device_get(params), jax.device_get(state), alive)

@@ -48,7 +48,8 @@ def dense(x, w, b=None):
 def conv2d(x, w, stride=1, dilation=1, groups=1, b=None, impl="auto"):
   """SAME-padded 2-D convolution, x NHWC and w HWIO; depthwise when
   groups == channels. `impl` picks lax, shifted multiply-adds or a masked dense
-  conv ("auto": shifted for depthwise, lax otherwise); all agree."""
+  conv ("auto": shifted for depthwise, masked dense for other grouped convs
+  on CPU, lax otherwise); all agree."""
   f = functools.partial(conv_impls.conv, stride=stride, dilation=dilation,
                         groups=groups, impl=impl)
   return add_bias(bilinear(f, x, w), b)
