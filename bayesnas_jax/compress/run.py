@@ -16,7 +16,6 @@ Every batch is a function of (seed, epoch, step). Progress goes to stderr.
 """
 from __future__ import annotations
 
-import math
 import os
 import sys
 import time
@@ -113,8 +112,8 @@ def validate(config):
 
 
 def lr_scale(step, total):
-  """The cosine factor of step `step` of `total` (1 at the start, → 0 at the end)."""
-  return 0.5 * (1.0 + math.cos(math.pi * step / max(total, 1)))
+  """The cosine factor of step(s) `step` of `total` (1 at the start, → 0 at the end)."""
+  return optax.cosine_decay_schedule(1.0, max(total, 1))(step)
 
 
 def _images(batch, input_config):
@@ -147,14 +146,14 @@ def _make_steps(model, config, kinds):
 
   @jax.jit
   def train_step(params, state, opt_state, images, labels, states, masks, use_penalty,
-                 lr_scale=1.0):
+                 rate_scale=1.0):
     def objective(p):
       data, new_state = loss_fn(p, state, images, labels)
       return data + use_penalty * penalty(p, states), (data, new_state)
     (_, (data, state)), grads = jax.value_and_grad(objective, has_aux=True)(params)
     updates, opt_state = optimizer.update(grads, opt_state, params)
     # Scaling the final update scales the learning rate (SGD with momentum, Adam).
-    updates = jax.tree_util.tree_map(lambda u: u * lr_scale, updates)
+    updates = jax.tree_util.tree_map(lambda u: u * rate_scale, updates)
     params = jax.tree_util.tree_map(lambda p, u, m: (p + u) * m, params, updates, masks)
     return params, state, opt_state, data
 
@@ -233,15 +232,17 @@ def run_compress(config, workdir: str, log=_log):
   def run_epochs(count, label, use_penalty, decay=False):
     nonlocal params, state, opt_state
     total = count * steps
+    # The phase's factors, once: nothing per batch but an index.
+    scales = (np.asarray(lr_scale(np.arange(total), total), np.float32) if decay
+              else np.ones(total, np.float32))
     for e in range(count):
       losses = []
       for step in range(steps):
         index = data_lib.batch_indices(len(train), batch_size, seed=config.seed,
                                        epoch=epoch[0], step=step)
-        scale = lr_scale(e * steps + step, total) if decay else 1.0
         params, state, opt_state, loss = train_step(
             params, state, opt_state, train.images[index], train.labels[index],
-            states, masks, jnp.float32(use_penalty), jnp.float32(scale))
+            states, masks, jnp.float32(use_penalty), scales[e * steps + step])
         losses.append(loss)
       epoch[0] += 1
       log(f"{label}: epoch {epoch[0]}, loss {float(np.mean(jax.device_get(losses))):.4f}")
