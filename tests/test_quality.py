@@ -198,3 +198,39 @@ def test_pool_protocol_ignores_fields_that_change_nothing():
   assert quality._comparable(old) == quality._comparable(new)  # pylint: disable=protected-access
   new["input"]["pipeline"] = "grain"
   assert quality._comparable(old) != quality._comparable(new)  # pylint: disable=protected-access
+
+
+def test_quality_benchmark_averages_over_training_seeds(benchmark, tmp_path):
+  """--train_seeds=0,1 trains each cell again with seed 1 beside the seed-0
+  training it already has (`train/<cell>_t1`) and scores it by the mean; a
+  repeated seed is refused with a one-line error."""
+  workdir, first, _ = benchmark
+  assert first.returncode == 0, first.stderr[-3000:]
+  copy = tmp_path / "copy"
+  shutil.copytree(workdir, copy)
+  args = [sys.executable, "-m", "launch.quality",
+          f"--config={ROOT}/configs/nb201_cifar10_search.py:tiny", "--seeds=1",
+          "--random_cells=1", f"--workdir={copy}", "--train_seeds=0,1",
+          f"--config.data.path={workdir.parent / 'images'}", *TINY]
+  env = {**os.environ, "PYTHONPATH": ROOT, "JAX_PLATFORMS": "cpu"}
+  run = subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True,
+                       timeout=900, check=False)
+  assert run.returncode == 0, run.stderr[-3000:]
+  with open(copy / "quality.json", encoding="utf-8") as f:
+    result = json.load(f)
+  assert result["train_seeds"] == [0, 1]
+  for cell, name in ((result["searched"][0], "searched_seed1"),
+                     (result["random"][0], "random_r1000_000")):
+    accuracies = []
+    for label in (name, f"{name}_t1"):
+      with open(copy / "train" / label / "summary.json", encoding="utf-8") as f:
+        accuracies.append(json.load(f)["final_test_accuracy"])
+    assert cell["test_accuracies"] == accuracies
+    assert cell["test_accuracy"] == pytest.approx(np.mean(accuracies))
+  assert result["searched"][0]["percentile"] == quality.percentile(
+      result["searched"][0]["test_accuracy"], [result["random"][0]["test_accuracy"]])
+  repeated = subprocess.run([a.replace("=0,1", "=0,0") for a in args], cwd=ROOT,
+                            env=env, capture_output=True, text=True, timeout=600,
+                            check=False)
+  assert repeated.returncode != 0
+  assert "--train_seeds" in repeated.stderr.strip().splitlines()[-1]

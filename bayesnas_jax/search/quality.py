@@ -166,16 +166,22 @@ def _random_pool(config, pool_dir):
 
 
 def run_quality(config, workdir, seeds, random_cells, random_seed=1000, log=print,
-                random_workdir=None):
+                random_workdir=None, train_seeds=(0,)):
   """Runs the benchmark (see module docstring); returns and writes quality.json.
 
   `random_workdir` (default `workdir`) holds the random cells and their
   trainings: benchmarks of several method options with one protocol can share
-  it, so each option costs only its searches and its searched cells."""
+  it, so each option costs only its searches and its searched cells.
+  `train_seeds`: every cell is trained once per training seed and scored by its
+  mean test accuracy (training seed 0 in `train/<cell>`, seed t in
+  `train/<cell>_t<t>`), which averages out the protocol's initialisation noise."""
   from bayesnas_jax import config_check  # pylint: disable=import-outside-toplevel
   config_check.validate(config)
   if not seeds:
     raise ValueError("--seeds: expected at least one seed")
+  train_seeds = [int(t) for t in train_seeds]
+  if not train_seeds or len(set(train_seeds)) != len(train_seeds):
+    raise ValueError(f"--train_seeds: expected distinct integers, got {train_seeds}")
   if random_cells < 1:
     raise ValueError(f"--random_cells: expected a positive integer, got {random_cells}")
   if "quality" not in config:
@@ -213,17 +219,23 @@ def run_quality(config, workdir, seeds, random_cells, random_seed=1000, log=prin
     if not os.path.exists(path):
       export.write_json(path, architecture)
     randoms.append({"index": i, "genotype_file": path, "architecture": architecture})
-  # Every cell is trained with the same training seed: differences between
+  # Every cell is trained with the same training seeds: differences between
   # cells are not differences of initialisation luck.
   cells = [(f"searched_seed{s['seed']}", s, workdir) for s in searched]
   cells += [(f"random_r{random_seed}_{r['index']:03d}", r, pool) for r in randoms]
-  for n, (name, cell, base) in enumerate(cells):
-    log(f"[{n + 1}/{len(cells)}] training {name} with the short protocol")
-    summary = _train_cell(config, cell["genotype_file"], 0,
-                          os.path.join(base, "train", name), log)
-    cell["test_accuracy"] = summary["final_test_accuracy"]
+  runs = [(cell, t) for cell in cells for t in train_seeds]
+  for n, ((name, cell, base), t) in enumerate(runs):
+    label = name if t == 0 else f"{name}_t{t}"
+    log(f"[{n + 1}/{len(runs)}] training {label} with the short protocol"
+        + (f" (training seed {t})" if len(train_seeds) > 1 else ""))
+    summary = _train_cell(config, cell["genotype_file"], t,
+                          os.path.join(base, "train", label), log)
+    cell.setdefault("test_accuracies", []).append(summary["final_test_accuracy"])
     cell["params"] = summary["params"]
-    log(f"  test accuracy {cell['test_accuracy']:.4f}, {summary['params']} parameters")
+    log(f"  test accuracy {summary['final_test_accuracy']:.4f}, "
+        f"{summary['params']} parameters")
+  for _, cell, _ in cells:
+    cell["test_accuracy"] = float(np.mean(cell["test_accuracies"]))
   random_accuracies = [r["test_accuracy"] for r in randoms]
   for s in searched:
     s["percentile"] = percentile(s["test_accuracy"], random_accuracies)
@@ -231,7 +243,7 @@ def run_quality(config, workdir, seeds, random_cells, random_seed=1000, log=prin
   result = {
       "space": space.name, "date": datetime.date.today().isoformat(),
       "device": f"{device.platform}:{device.device_kind}",
-      "seeds": list(seeds), "random_seed": random_seed,
+      "seeds": list(seeds), "random_seed": random_seed, "train_seeds": train_seeds,
       "random_workdir": os.path.abspath(pool),
       "mean_percentile": float(np.mean([s["percentile"] for s in searched])),
       "mean_searched_accuracy": float(np.mean([s["test_accuracy"] for s in searched])),
