@@ -53,6 +53,9 @@ def get_config(arg=None):
   config.compress.layer_lambda = ml_collections.ConfigDict(
       {"Dense_0": 0.0, "Dense_1": 0.0, "Dense_2": 0.0})
   config.compress.rounds = 5  # T_max
+  # constant: every round uses λ^l | linear: round t of T_max uses λ^l·t/T_max, so the
+  # first rounds prune little and the network adapts between cuts (gradual pruning)
+  config.compress.lambda_ramp = "constant"
   config.compress.epochs_per_round = 2  # K: the thesis updates every 10 epochs
   config.compress.curvature_batches = 10
   config.compress.curvature_mode = "ggn"

@@ -134,9 +134,9 @@ def test_lenet5_cli_end_to_end_on_tiny_idx(tmp_path):
   result = _cli(["--config=configs/compress_lenet5_mnist.py", f"--workdir={workdir}",
                  f"--config.data.path={tmp_path}", "--config.data.source=idx",
                  "--config.input.batch_size=16", "--config.train.baseline_epochs=1",
-                 "--config.compress.rounds=1", "--config.compress.epochs_per_round=1",
+                 "--config.compress.rounds=2", "--config.compress.epochs_per_round=1",
                  "--config.compress.curvature_batches=2", "--config.compress.finetune_epochs=1",
-                 "--config.train.schedule=cosine",
+                 "--config.train.schedule=cosine", "--config.compress.lambda_ramp=linear",
                  # The pipeline, not the rule: a λ that keeps most groups.
                  "--config.compress.lambda_=1e-9"])
   assert result.returncode == 0, result.stderr[-3000:]
@@ -144,6 +144,8 @@ def test_lenet5_cli_end_to_end_on_tiny_idx(tmp_path):
   assert summary["architecture_before"] == "20-50-800-500"
   assert summary["params_before"] == 431080 and summary["flops_before"] == 2293000
   assert summary["test_error_after"] == summary["test_error_masked"]
+  # The linear ramp: round t of T_max = 2 penalises with λ·t/2.
+  assert [r["lambda_factor"] for r in summary["rounds"]] == [0.5, 1.0]
   assert summary["flops_after"] <= summary["flops_before"]
   assert summary["params_after"] <= summary["params_before"]
   for name in ("layers.md", "sparsity.png", "compressed_model.json"):
@@ -156,6 +158,7 @@ def test_lenet5_cli_end_to_end_on_tiny_idx(tmp_path):
      "config.compress.groups.Dense_0: 'diagonal' is not a dense group"),
     ("--config.compress.groups.Conv_0=row", "config.compress.groups.Conv_0: 'row' is not a conv"),
     ("--config.train.schedule=linear", "config.train.schedule: expected one of"),
+    ("--config.compress.lambda_ramp=cosine", "config.compress.lambda_ramp: expected one of"),
 ])
 def test_bad_group_names_are_one_line(override, words, tmp_path):
   result = _cli(["--config=configs/compress_lenet5_mnist.py", f"--workdir={tmp_path / 'w'}",
@@ -171,6 +174,12 @@ def test_cosine_factor_runs_from_one_to_zero():
   factors = [run.lr_scale(step, total) for step in range(total + 1)]
   assert factors[0] == 1.0 and abs(factors[4] - 0.5) < 1e-12 and abs(factors[-1]) < 1e-12
   assert all(a > b for a, b in zip(factors, factors[1:]))
+
+
+def test_lambda_ramp_factors():
+  from bayesnas_jax.compress import run
+  assert [run.ramp_factor("linear", t, 4) for t in range(4)] == [0.25, 0.5, 0.75, 1.0]
+  assert [run.ramp_factor("constant", t, 4) for t in range(4)] == [1.0] * 4
 
 
 def test_evidence_rule_keeps_what_the_data_support():

@@ -77,6 +77,15 @@ def layer_lambdas(config, kinds):
   return {name: float(given.get(name) or c.lambda_) for name in kinds}
 
 
+LAMBDA_RAMPS = ("constant", "linear")
+
+
+def ramp_factor(ramp, round_, rounds):
+  """The share of λ^l that round `round_` (0-based) of `rounds` uses: 1, or
+  (round_ + 1) / rounds for the linear ramp (gradual pruning)."""
+  return 1.0 if ramp == "constant" else (round_ + 1) / rounds
+
+
 def validate(config):
   c = config.compress
   for field, value, low in (("compress.rounds", c.rounds, 1),
@@ -87,6 +96,10 @@ def validate(config):
                             ("input.batch_size", config.input.batch_size, 1)):
     if not isinstance(value, int) or isinstance(value, bool) or value < low:
       raise ValueError(f"config.{field}: expected an integer >= {low}, got {value!r}")
+  ramp = c.get("lambda_ramp", "constant")
+  if ramp not in LAMBDA_RAMPS:
+    raise ValueError(f"config.compress.lambda_ramp: expected one of {LAMBDA_RAMPS}, got "
+                     f"{ramp!r}")
   schedule = config.train.get("schedule", "constant")
   if schedule not in SCHEDULES:
     raise ValueError(f"config.train.schedule: expected one of {SCHEDULES}, got {schedule!r}")
@@ -273,8 +286,11 @@ def run_compress(config, workdir: str, log=_log):
 
   method = config.compress.method
   for round_ in range(config.compress.rounds):
+    # The penalty and the update use λ^l times the round's ramp factor.
+    factor = ramp_factor(config.compress.get("lambda_ramp", "constant"), round_,
+                         config.compress.rounds)
     run_epochs(config.compress.epochs_per_round, f"round {round_ + 1}",
-               0.0 if method == "magnitude" else 1.0)
+               0.0 if method == "magnitude" else factor)
     if method != "bayes":
       continue
     curvature = None
@@ -287,12 +303,13 @@ def run_compress(config, workdir: str, log=_log):
                                        curvature)
     kernels = {name: params[name]["kernel"] for name in kinds}
     hs = {name: curvature[name]["kernel"] for name in kinds}
-    states, group_h = groups.tree_update_jit(kernels, hs, states, lambdas,
+    round_lambdas = {name: value * factor for name, value in lambdas.items()}
+    states, group_h = groups.tree_update_jit(kernels, hs, states, round_lambdas,
                                              threshold=config.compress.prune_threshold,
                                              rule=config.compress.prune_rule)
     if config.compress.zero_curvature == "prune":
       states = {name: {kind: {**s, "keep": s["keep"] & (
-          group_h[name][kind] > config.compress.zero_tolerance * lambdas[name])}
+          group_h[name][kind] > config.compress.zero_tolerance * round_lambdas[name])}
                        for kind, s in kind_states.items()}
                 for name, kind_states in states.items()}
     kernel_masks = {layer.name: (np.asarray(groups.mask(params[layer.name]["kernel"].shape,
@@ -302,7 +319,8 @@ def run_compress(config, workdir: str, log=_log):
     unit, alive = apply_kernel_masks(kernel_masks)
     arch = topology.architecture(alive)
     kept = {name: int(np.sum(unit[name])) for name in unit}
-    rounds.append({"round": round_ + 1, "architecture": arch, "kept_weights": kept,
+    rounds.append({"round": round_ + 1, "lambda_factor": factor, "architecture": arch,
+                   "kept_weights": kept,
                    "removed_blocks": list(topology.removed(alive)),
                    "test_error": test_error(eval_step, params, state, test)})
     log(f"round {round_ + 1}: {arch}, test error {rounds[-1]['test_error']:.2f}%, weights kept "
