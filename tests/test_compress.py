@@ -137,8 +137,10 @@ def test_lenet5_cli_end_to_end_on_tiny_idx(tmp_path):
                  "--config.compress.rounds=2", "--config.compress.epochs_per_round=1",
                  "--config.compress.curvature_batches=2", "--config.compress.finetune_epochs=1",
                  "--config.train.schedule=cosine", "--config.compress.lambda_ramp=linear",
-                 # The pipeline, not the rule: a λ that keeps most groups.
-                 "--config.compress.lambda_=1e-9"])
+                 # The pipeline, not the rule: a λ that keeps most groups
+                 # (0: the convolutions' own λ^l falls back to it).
+                 "--config.compress.lambda_=1e-9", "--config.compress.layer_lambda.Conv_0=0",
+                 "--config.compress.layer_lambda.Conv_1=0"])
   assert result.returncode == 0, result.stderr[-3000:]
   summary = json.loads((workdir / "summary.json").read_text())
   assert summary["architecture_before"] == "20-50-800-500"
