@@ -5,7 +5,8 @@
      E_D + Σ_l λ Σ_kinds Σ_g ω_g‖W_g‖₂ (eq. A-1), then the weights' diagonal
      curvature on `compress.curvature_batches` batches (the one-pass engine), the
      group update of `groups.update` (eqs. A-2–A-5), pruning and its structural
-     consequences (`structure.unit_masks`); pruned weights stay 0;
+     consequences (`structure.unit_masks`); pruned weights stay 0. With
+     `compress.lambda_ramp=linear` round t uses λ·t/T_max in the penalty and the update;
   3. `compress.finetune_epochs` epochs of the masked network without the penalty;
   4. export: the physically smaller network (`structure.compress`) saved with orbax
      (`compressed/`) and re-loaded for the "after" test error, which equals the
