@@ -300,3 +300,24 @@ def test_resnet_config_names_every_prunable_layer():
   convs = {l.name for l in topology.layers if not l.name.endswith("_sc")}
   assert set(config.compress.groups) == convs and len(convs) == 18
   assert config.compress.groups.fc == "row"
+
+
+def test_magnitude_selection_keeps_its_counts_after_a_flatten():
+  """A dense layer's input rows are chosen among those that read a kept filter,
+  so after the structural consequences the kept counts are still the asked ones
+  (here the largest dense rows read the smallest filters)."""
+  from bayesnas_jax.compress import structure  # pylint: disable=import-outside-toplevel
+  layers = [structure.Layer("Conv_0", "conv", 1), structure.Layer("Dense_0", "dense", 2),
+            structure.Layer("Dense_1", "dense", 1)]
+  conv = np.zeros((1, 1, 1, 4))
+  conv[..., :] = [4.0, 3.0, 2.0, 1.0]            # filters 0 and 1 are kept
+  dense = np.ones((8, 5)) * np.asarray([1, 1, 9, 9, 1, 1, 9, 9])[:, None]  # row p·4 + c
+  dense[0] = 2.0                                  # channel 0, position 0: the best live row
+  out = np.ones((5, 3))
+  counts = {("Conv_0", "out"): 2, ("Dense_0", "in"): 3, ("Dense_0", "out"): 5}
+  masks = structure.select_by_norm(layers, {"Conv_0": conv, "Dense_0": dense,
+                                            "Dense_1": out}, counts)
+  rows = np.flatnonzero(masks["Dense_0"].any(axis=1))
+  assert len(rows) == 3 and set(rows % 4) <= {0, 1} and 0 in rows
+  _, _, _, in_alive = structure.unit_masks(layers, masks, {})
+  assert int(in_alive["Dense_0"].sum()) == 3

@@ -161,11 +161,15 @@ def parse_architecture(layers, text):
 def select_by_norm(layers, kernels, counts):
   """Kernel masks keeping, per slot of `counts`, the units with the largest weight
   norms (a dense layer's input rows; a layer's output columns or filters): the
-  magnitude criterion on the same groups."""
+  magnitude criterion on the same groups. Input units are chosen among those that
+  read a kept output of the layer before (through the flattening after a conv), so
+  the kept counts survive the structural consequences."""
   masks = {}
+  previous = None  # the layer before's kept outputs, where a count chose them
   for layer in layers:
     kernel = np.asarray(kernels[layer.name])
     mask = np.ones(kernel.shape, bool)
+    kept_out = None
     for side in ("in", "out"):
       count = counts.get((layer.name, side))
       if count is None:
@@ -173,10 +177,17 @@ def select_by_norm(layers, kernels, counts):
       axis = IN_AXIS[layer.kind] if side == "in" else kernel.ndim - 1
       other = tuple(a for a in range(kernel.ndim) if a != axis)
       norms = np.sqrt(np.sum(np.square(kernel), axis=other))
+      if side == "in" and previous is not None:
+        reads = (previous[_channel_of_input(norms.size, previous.size)]
+                 if layer.fan > 1 else previous)
+        norms = np.where(reads, norms, -np.inf)
       keep = np.zeros(norms.size, bool)
       keep[np.argsort(-norms, kind="stable")[:count]] = True
+      if side == "out":
+        kept_out = keep
       shape = [1] * kernel.ndim
       shape[axis] = norms.size
       mask &= keep.reshape(shape)
     masks[layer.name] = mask
+    previous = kept_out
   return masks
