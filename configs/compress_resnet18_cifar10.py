@@ -57,6 +57,7 @@ def get_config(arg=None):
   # The reduced run of QUALITY.md was measured with these two; LeNet's defaults differ.
   config.compress.lambda_ramp = "constant"
   config.train.schedule = "constant"
+  config.compress.distill = 0.0
   config.compress.rounds = 5
   config.compress.epochs_per_round = 2
   config.compress.finetune_epochs = 5

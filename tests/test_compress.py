@@ -137,6 +137,7 @@ def test_lenet5_cli_end_to_end_on_tiny_idx(tmp_path):
                  "--config.compress.rounds=2", "--config.compress.epochs_per_round=1",
                  "--config.compress.curvature_batches=2", "--config.compress.finetune_epochs=1",
                  "--config.train.schedule=cosine", "--config.compress.lambda_ramp=linear",
+                 "--config.compress.distill=0.5",
                  # The pipeline, not the rule: a λ that keeps most groups
                  # (0: the convolutions' own λ^l falls back to it).
                  "--config.compress.lambda_=1e-9", "--config.compress.layer_lambda.Conv_0=0",
@@ -161,6 +162,7 @@ def test_lenet5_cli_end_to_end_on_tiny_idx(tmp_path):
     ("--config.compress.groups.Conv_0=row", "config.compress.groups.Conv_0: 'row' is not a conv"),
     ("--config.train.schedule=linear", "config.train.schedule: expected one of"),
     ("--config.compress.lambda_ramp=cosine", "config.compress.lambda_ramp: expected one of"),
+    ("--config.compress.distill=1.5", "config.compress.distill: expected a weight in [0, 1)"),
 ])
 def test_bad_group_names_are_one_line(override, words, tmp_path):
   result = _cli(["--config=configs/compress_lenet5_mnist.py", f"--workdir={tmp_path / 'w'}",
@@ -176,6 +178,21 @@ def test_cosine_factor_runs_from_one_to_zero():
   factors = [run.lr_scale(step, total) for step in range(total + 1)]
   assert factors[0] == 1.0 and abs(factors[4] - 0.5) < 1e-12 and abs(factors[-1]) < 1e-12
   assert all(a > b for a, b in zip(factors, factors[1:]))
+
+
+def test_distillation_gradient_is_the_softened_difference():
+  """d/dz of T²·CE(softmax(t/T), softmax(z/T)) averaged over B examples is
+  T·(softmax(z/T) − softmax(t/T))/B (hand-derived), zero where student = teacher."""
+  from bayesnas_jax.compress import run
+  z = jnp.asarray([[1.0, -2.0, 0.5], [0.0, 3.0, -1.0]], jnp.float64)
+  t = jnp.asarray([[2.0, 0.0, -1.0], [0.5, 1.0, 1.0]], jnp.float64)
+  for temperature in (1.0, 4.0):
+    grad = jax.grad(run.distillation_loss)(z, t, temperature)
+    expected = temperature * (jax.nn.softmax(z / temperature)
+                              - jax.nn.softmax(t / temperature)) / 2
+    np.testing.assert_allclose(grad, expected, rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(jax.grad(run.distillation_loss)(t, t, temperature), 0,
+                               atol=1e-14)
 
 
 def test_lambda_ramp_factors():

@@ -120,6 +120,15 @@ def validate(config):
   if c.prune_rule not in groups.PRUNE_RULES:
     raise ValueError(f"config.compress.prune_rule: expected one of {groups.PRUNE_RULES}, got "
                      f"{c.prune_rule!r}")
+  distill = c.get("distill", 0.0)
+  if not 0 <= distill < 1:
+    raise ValueError(f"config.compress.distill: expected a weight in [0, 1), got {distill!r}")
+  if distill > 0 and config.train.baseline_epochs < 1:
+    raise ValueError("config.compress.distill: the teacher is the dense baseline, so "
+                     "train.baseline_epochs must be >= 1")
+  if not c.get("distill_temperature", 4.0) > 0:
+    raise ValueError(f"config.compress.distill_temperature: expected a number > 0, got "
+                     f"{c.distill_temperature!r}")
   if c.curvature_mode not in ("hessian", "ggn"):
     raise ValueError(f"config.compress.curvature_mode: expected 'hessian' or 'ggn', got "
                      f"{c.curvature_mode!r}")
@@ -134,6 +143,15 @@ def _images(batch, input_config):
   return data_lib.preprocess(batch, tuple(input_config.mean), tuple(input_config.std))
 
 
+def distillation_loss(logits, teacher_logits, temperature):
+  """Knowledge distillation (Hinton et al. 2015): the mean cross-entropy from the
+  teacher's softened outputs softmax(t/T) to the student's softmax(z/T), times T² so
+  that its gradient, T·(softmax(z/T) − softmax(t/T)) per example, keeps the scale of
+  the hard-label loss as T changes."""
+  soft = jax.nn.softmax(teacher_logits / temperature)
+  return temperature ** 2 * jnp.mean(optax.softmax_cross_entropy(logits / temperature, soft))
+
+
 def _make_steps(model, config, kinds):
   # SGD by default: Adam rescales every coordinate's step, so the group penalty's
   # pull on weights the data barely move becomes as strong as any data gradient.
@@ -145,13 +163,16 @@ def _make_steps(model, config, kinds):
 
   # Steps take the uint8 batch: normalisation runs inside the compiled step.
   # `state`: the model's other collections (batch statistics), {} for LeNets.
-  def loss_fn(params, state, images, labels):
+  temperature = float(config.compress.get("distill_temperature", 4.0))
+
+  def forward(params, state, images):
     x = _images(images, config.input)
     if state:
-      logits, new_state = model.apply({"params": params, **state}, x, train=True,
-                                      mutable=list(state))
-    else:
-      logits, new_state = model.apply({"params": params}, x, train=True), state
+      return model.apply({"params": params, **state}, x, train=True, mutable=list(state))
+    return model.apply({"params": params}, x, train=True), state
+
+  def loss_fn(params, state, images, labels):
+    logits, new_state = forward(params, state, images)
     return nn.softmax_cross_entropy(logits, labels), new_state
 
   def penalty(params, states):
@@ -160,10 +181,14 @@ def _make_steps(model, config, kinds):
 
   @jax.jit
   def train_step(params, state, opt_state, images, labels, states, masks, use_penalty,
-                 rate_scale=1.0):
+                 rate_scale=1.0, teacher=None, distill=0.0):
     def objective(p):
-      data, new_state = loss_fn(p, state, images, labels)
-      return data + use_penalty * penalty(p, states), (data, new_state)
+      logits, new_state = forward(p, state, images)
+      data = nn.softmax_cross_entropy(logits, labels)
+      loss = data + use_penalty * penalty(p, states)
+      if teacher is not None:  # fine-tuning with `compress.distill` > 0
+        loss = (1 - distill) * loss + distill * distillation_loss(logits, teacher, temperature)
+      return loss, (data, new_state)
     (_, (data, state)), grads = jax.value_and_grad(objective, has_aux=True)(params)
     updates, opt_state = optimizer.update(grads, opt_state, params)
     # Scaling the final update scales the learning rate (SGD with momentum, Adam).
@@ -193,6 +218,15 @@ def test_error(eval_step, params, state, test, batch_size=1000):
     correct += int(eval_step(params, state, test.images[start:start + batch_size],
                              test.labels[start:start + batch_size]))
   return 100.0 * (1 - correct / len(test))
+
+
+def logits_of(model, params, state, images, input_config, batch_size=1000):
+  """The model's eval-mode logits on `images` (uint8 [N, ...]) as float32 [N, K]."""
+  apply = jax.jit(lambda p, s, x: model.apply({"params": p, **s}, _images(x, input_config),
+                                              train=False))
+  return np.concatenate([np.asarray(apply(params, state, images[start:start + batch_size]),
+                                    np.float32)
+                         for start in range(0, len(images), batch_size)])
 
 
 def macs_per_example(model, variables, image_shape):
@@ -243,7 +277,7 @@ def run_compress(config, workdir: str, log=_log):
   states = {name: groups.init_state(params[name]["kernel"].shape, kinds[name]) for name in kinds}
   epoch = [0]
 
-  def run_epochs(count, label, use_penalty, decay=False):
+  def run_epochs(count, label, use_penalty, decay=False, teacher=None, distill=0.0):
     nonlocal params, state, opt_state
     total = count * steps
     # The phase's factors, once: nothing per batch but an index.
@@ -254,9 +288,11 @@ def run_compress(config, workdir: str, log=_log):
       for step in range(steps):
         index = data_lib.batch_indices(len(train), batch_size, seed=config.seed,
                                        epoch=epoch[0], step=step)
+        extra = (() if teacher is None
+                 else (jnp.asarray(teacher[index]), jnp.float32(distill)))
         params, state, opt_state, loss = train_step(
             params, state, opt_state, train.images[index], train.labels[index],
-            states, masks, jnp.float32(use_penalty), scales[e * steps + step])
+            states, masks, jnp.float32(use_penalty), scales[e * steps + step], *extra)
         losses.append(loss)
       epoch[0] += 1
       log(f"{label}: epoch {epoch[0]}, loss {float(np.mean(jax.device_get(losses))):.4f}")
@@ -273,6 +309,11 @@ def run_compress(config, workdir: str, log=_log):
   arch_before = topology.architecture(topology.param_masks(everything, params)[1])
   log(f"dense baseline {arch_before}: test error {error_before:.2f}%, {params_before} "
       f"parameters, {macs_before} multiply-adds per example")
+  distill = float(config.compress.get("distill", 0.0))
+  # The dense baseline is the fine-tuning's teacher: its logits on every training
+  # example, once (eval mode), so fine-tuning runs no second network.
+  teacher = (logits_of(model, params, state, train.images, config.input) if distill > 0
+             else None)
   lambdas = layer_lambdas(config, kinds)
   rounds = []
 
@@ -331,7 +372,7 @@ def run_compress(config, workdir: str, log=_log):
     unit, alive = apply_kernel_masks(structure.select_by_norm(
         layers, {layer.name: params[layer.name]["kernel"] for layer in layers}, counts))
     log(f"{method}: kept the largest-norm units, {topology.architecture(alive)}")
-  run_epochs(config.compress.finetune_epochs, "fine-tune", 0.0, decay)
+  run_epochs(config.compress.finetune_epochs, "fine-tune", 0.0, decay, teacher, distill)
   error_masked = test_error(eval_step, params, state, test)
   small, small_params, small_state, description = topology.compress(
       jax.device_get(params), jax.device_get(state), alive)
