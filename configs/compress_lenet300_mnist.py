@@ -52,6 +52,9 @@ def get_config(arg=None):
   # Per-layer λ^l where > 0 (0: lambda_), e.g. --config.compress.layer_lambda.Dense_0=1e-6.
   config.compress.layer_lambda = ml_collections.ConfigDict(
       {"Dense_0": 0.0, "Dense_1": 0.0, "Dense_2": 0.0})
+  # A run's WORKDIR/baseline (orbax) to start from instead of training the dense
+  # baseline: the same model and optimizer; its epoch count replaces baseline_epochs.
+  config.compress.baseline_checkpoint = ""
   config.compress.rounds = 5  # T_max
   # linear: round t of T_max uses λ^l·t/T_max, so the first rounds prune little and the
   # network adapts between cuts (gradual pruning; a better frontier and better than

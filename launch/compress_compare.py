@@ -6,7 +6,8 @@
 Runs the config's Algorithm 2 (`method=bayes`) in WORKDIR/bayes, then the two
 baselines in WORKDIR/magnitude and WORKDIR/group_lasso with the same epochs, pruned
 by weight norm to the architecture the Bayesian run found (so the same units per
-layer and the same multiply-adds), and prints one table (also compare.json).
+layer and the same multiply-adds), and prints one table (also compare.json). The
+baselines start from the Bayesian run's dense baseline (WORKDIR/bayes/baseline).
 """
 import copy
 import os
@@ -37,6 +38,9 @@ def compare(config, workdir, log=launcher.log):
     other = copy.deepcopy(config)
     other.compress.method = method
     other.compress.target_architecture = rows["bayes"]["architecture_after"]
+    # The same dense baseline, restored rather than trained again.
+    if not other.compress.get("baseline_checkpoint"):
+      other.compress.baseline_checkpoint = os.path.join(workdir, "bayes", "baseline")
     log(f"== {method}")
     rows[method] = run.run_compress(other, os.path.join(workdir, method), log=log)
   base = rows["bayes"]

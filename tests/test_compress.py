@@ -163,6 +163,8 @@ def test_lenet5_cli_end_to_end_on_tiny_idx(tmp_path):
     ("--config.train.schedule=linear", "config.train.schedule: expected one of"),
     ("--config.compress.lambda_ramp=cosine", "config.compress.lambda_ramp: expected one of"),
     ("--config.compress.distill=1.5", "config.compress.distill: expected a weight in [0, 1)"),
+    ("--config.compress.baseline_checkpoint=/nonexistent/baseline",
+     "config.compress.baseline_checkpoint: no checkpoint directory /nonexistent/baseline"),
 ])
 def test_bad_group_names_are_one_line(override, words, tmp_path):
   result = _cli(["--config=configs/compress_lenet5_mnist.py", f"--workdir={tmp_path / 'w'}",
@@ -238,6 +240,36 @@ def test_compress_compare_prunes_the_baselines_to_the_same_architecture(tmp_path
     assert rows[method]["architecture_after"] == rows["bayes"]["architecture_after"]
     assert rows[method]["flops_after"] == rows["bayes"]["flops_after"]
   assert "| magnitude |" in result.stdout and "| bayes |" in result.stdout
+  # Both baselines restored the Bayesian run's dense baseline instead of training one.
+  assert result.stderr.count(f"restored from {workdir / 'bayes' / 'baseline'}") == 2
+  assert "baseline: epoch" not in result.stderr.split("== magnitude")[1]
+
+
+def test_a_restored_baseline_continues_exactly(tmp_path):
+  """A run from another run's saved dense baseline (weights, momentum, epoch count)
+  ends with the same compressed weights as the run that trained it."""
+  import orbax.checkpoint as ocp  # pylint: disable=import-outside-toplevel
+  _write_tiny_idx(str(tmp_path))
+  common = ["--config=configs/compress_lenet300_mnist.py", f"--config.data.path={tmp_path}",
+            "--config.data.source=idx", "--config.input.batch_size=16",
+            "--config.train.baseline_epochs=2", "--config.compress.rounds=2",
+            "--config.compress.epochs_per_round=1", "--config.compress.curvature_batches=2",
+            "--config.compress.finetune_epochs=1", "--config.compress.lambda_=1e-8"]
+  first = _cli(common + [f"--workdir={tmp_path / 'a'}"])
+  assert first.returncode == 0, first.stderr[-3000:]
+  # baseline_epochs is the checkpoint's (2), whatever the config says.
+  second = _cli(common + [f"--workdir={tmp_path / 'b'}", "--config.train.baseline_epochs=5",
+                          f"--config.compress.baseline_checkpoint={tmp_path / 'a' / 'baseline'}"])
+  assert second.returncode == 0, second.stderr[-3000:]
+  assert "baseline: epoch" not in second.stderr
+  a, b = (json.loads((tmp_path / d / "summary.json").read_text()) for d in "ab")
+  for key in ("test_error_before", "architecture_after", "test_error_after", "rounds"):
+    assert a[key] == b[key], key
+  weights = [ocp.StandardCheckpointer().restore(str(tmp_path / d / "compressed")) for d in "ab"]
+  leaves = [jax.tree_util.tree_leaves(w) for w in weights]
+  assert len(leaves[0]) == len(leaves[1]) > 0
+  for x, y in zip(*leaves):
+    np.testing.assert_array_equal(x, y)
 
 
 def test_layer_lambdas_default_and_override():

@@ -1,6 +1,8 @@
 """Structured compression by the HARD prior over weight groups (thesis Algorithm 2).
 
-  1. dense baseline: `train.baseline_epochs` epochs of the plain loss ("before");
+  1. dense baseline: `train.baseline_epochs` epochs of the plain loss ("before"), saved
+     to `baseline/` (orbax, with the optimizer state); `compress.baseline_checkpoint`
+     restores such a checkpoint instead of training;
   2. T_max = `compress.rounds` rounds, each `compress.epochs_per_round` epochs of
      E_D + Σ_l λ Σ_kinds Σ_g ω_g‖W_g‖₂ (eq. A-1), then the weights' diagonal
      curvature on `compress.curvature_batches` batches (the one-pass engine), the
@@ -120,10 +122,15 @@ def validate(config):
   if c.prune_rule not in groups.PRUNE_RULES:
     raise ValueError(f"config.compress.prune_rule: expected one of {groups.PRUNE_RULES}, got "
                      f"{c.prune_rule!r}")
+  baseline = c.get("baseline_checkpoint", "")
+  if baseline and not os.path.isdir(baseline):
+    raise ValueError(f"config.compress.baseline_checkpoint: no checkpoint directory "
+                     f"{baseline} (a compression run writes its dense baseline to "
+                     f"WORKDIR/baseline)")
   distill = c.get("distill", 0.0)
   if not 0 <= distill < 1:
     raise ValueError(f"config.compress.distill: expected a weight in [0, 1), got {distill!r}")
-  if distill > 0 and config.train.baseline_epochs < 1:
+  if distill > 0 and config.train.baseline_epochs < 1 and not c.get("baseline_checkpoint"):
     raise ValueError("config.compress.distill: the teacher is the dense baseline, so "
                      "train.baseline_epochs must be >= 1")
   if not c.get("distill_temperature", 4.0) > 0:
@@ -220,6 +227,42 @@ def test_error(eval_step, params, state, test, batch_size=1000):
   return 100.0 * (1 - correct / len(test))
 
 
+def save_baseline(path, params, state, opt_state, epochs):
+  """The trained dense baseline with its optimizer state and epoch count (orbax), so
+  that another run (`compress.baseline_checkpoint`) continues exactly from it."""
+  checkpointer = ocp.StandardCheckpointer()
+  checkpointer.save(os.path.abspath(path), {"params": params, "state": state,
+                                            "opt_state": opt_state,
+                                            "epochs": np.asarray(epochs, np.int32)}, force=True)
+  checkpointer.wait_until_finished()
+
+
+def load_baseline(path, params, state, opt_state):
+  """(params, state, opt_state, epochs) of `save_baseline`'s checkpoint at `path`;
+  the given trees are the structure expected (one-line error if it differs)."""
+  field = "config.compress.baseline_checkpoint"
+  path = os.path.abspath(path)
+  if not os.path.isdir(path):
+    raise ValueError(f"{field}: no checkpoint directory {path} (a compression run writes "
+                     f"its dense baseline to WORKDIR/baseline)")
+  target = {"params": params, "state": state, "opt_state": opt_state,
+            "epochs": np.asarray(0, np.int32)}
+  try:
+    restored = ocp.StandardCheckpointer().restore(
+        path, jax.tree_util.tree_map(np.asarray, target))
+  except Exception as err:  # orbax raises several types for a foreign tree
+    first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    raise ValueError(f"{field}: {path} is not a dense baseline of this model and optimizer "
+                     f"({first[:200]})") from None
+  for got, want in zip(jax.tree_util.tree_leaves(restored), jax.tree_util.tree_leaves(target)):
+    if np.shape(got) != np.shape(want):
+      raise ValueError(f"{field}: {path} holds arrays of shape {np.shape(got)} where this "
+                       f"model has {np.shape(want)}")
+  restored = jax.tree_util.tree_map(jnp.asarray, restored)
+  return (restored["params"], restored["state"], restored["opt_state"],
+          int(restored["epochs"]))
+
+
 def logits_of(model, params, state, images, input_config, batch_size=1000):
   """The model's eval-mode logits on `images` (uint8 [N, ...]) as float32 [N, K]."""
   apply = jax.jit(lambda p, s, x: model.apply({"params": p, **s}, _images(x, input_config),
@@ -265,7 +308,6 @@ def run_compress(config, workdir: str, log=_log):
   if steps < 1:
     raise ValueError(f"config.input.batch_size: {batch_size} is larger than the {len(train)} "
                      f"training examples")
-  os.makedirs(workdir, exist_ok=True)
   start_time = time.perf_counter()
   key = jax.random.PRNGKey(config.seed)
   variables = model.init(key, _images(train.images[:1], config.input))
@@ -300,7 +342,16 @@ def run_compress(config, workdir: str, log=_log):
   # "cosine": the baseline and the fine-tuning each decay the learning rate
   # to 0 over their own epochs; the penalised rounds run at the full rate.
   decay = config.train.get("schedule", "constant") == "cosine"
-  run_epochs(config.train.baseline_epochs, "baseline", 0.0, decay)
+  baseline_path = config.compress.get("baseline_checkpoint", "")
+  if baseline_path:
+    params, state, opt_state, epoch[0] = load_baseline(baseline_path, params, state, opt_state)
+    log(f"dense baseline: restored from {baseline_path} ({epoch[0]} epochs)")
+    # Created only now, so that a foreign checkpoint leaves nothing behind.
+    os.makedirs(workdir, exist_ok=True)
+  else:
+    run_epochs(config.train.baseline_epochs, "baseline", 0.0, decay)
+    os.makedirs(workdir, exist_ok=True)
+    save_baseline(os.path.join(workdir, "baseline"), params, state, opt_state, epoch[0])
   image_shape = train.images.shape[1:]
   error_before = test_error(eval_step, params, state, test)
   params_before = int(sum(np.size(v) for v in jax.tree_util.tree_leaves(params)))
