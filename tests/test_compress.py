@@ -265,6 +265,8 @@ def test_a_restored_baseline_continues_exactly(tmp_path):
   a, b = (json.loads((tmp_path / d / "summary.json").read_text()) for d in "ab")
   for key in ("test_error_before", "architecture_after", "test_error_after", "rounds"):
     assert a[key] == b[key], key
+  assert a["baseline_checkpoint"] is None
+  assert b["baseline_checkpoint"] == str(tmp_path / "a" / "baseline")
   weights = [ocp.StandardCheckpointer().restore(str(tmp_path / d / "compressed")) for d in "ab"]
   leaves = [jax.tree_util.tree_leaves(w) for w in weights]
   assert len(leaves[0]) == len(leaves[1]) > 0

@@ -457,6 +457,7 @@ def run_compress(config, workdir: str, log=_log):
       "test_error_masked": round(error_masked, 3),
       "layers": table, "rounds": rounds, "seconds": round(time.perf_counter() - start_time, 1),
       "device": jax.devices()[0].device_kind, "method": method,
+      "baseline_checkpoint": baseline_path or None, "distill": distill,
   }
   export.write_json(os.path.join(workdir, "summary.json"), summary)
   return {k: v for k, v in summary.items() if k not in ("layers", "rounds")}
