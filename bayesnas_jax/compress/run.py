@@ -39,6 +39,7 @@ ZERO_CURVATURE = ("keep", "prune")
 # the units with the largest norms kept to `compress.target_architecture`.
 METHODS = ("bayes", "magnitude", "group_lasso")
 SCHEDULES = ("constant", "cosine")
+DISTILL_TEMPERATURE = 2.0  # `compress.distill_temperature` where a config has none
 
 
 def _log(message):
@@ -122,18 +123,15 @@ def validate(config):
   if c.prune_rule not in groups.PRUNE_RULES:
     raise ValueError(f"config.compress.prune_rule: expected one of {groups.PRUNE_RULES}, got "
                      f"{c.prune_rule!r}")
-  baseline = c.get("baseline_checkpoint", "")
-  if baseline and not os.path.isdir(baseline):
-    raise ValueError(f"config.compress.baseline_checkpoint: no checkpoint directory "
-                     f"{baseline} (a compression run writes its dense baseline to "
-                     f"WORKDIR/baseline)")
+  if c.get("baseline_checkpoint", ""):
+    _check_baseline_dir(c.baseline_checkpoint)
   distill = c.get("distill", 0.0)
   if not 0 <= distill < 1:
     raise ValueError(f"config.compress.distill: expected a weight in [0, 1), got {distill!r}")
   if distill > 0 and config.train.baseline_epochs < 1 and not c.get("baseline_checkpoint"):
     raise ValueError("config.compress.distill: the teacher is the dense baseline, so "
                      "train.baseline_epochs must be >= 1")
-  if not c.get("distill_temperature", 4.0) > 0:
+  if not c.get("distill_temperature", DISTILL_TEMPERATURE) > 0:
     raise ValueError(f"config.compress.distill_temperature: expected a number > 0, got "
                      f"{c.distill_temperature!r}")
   if c.curvature_mode not in ("hessian", "ggn"):
@@ -170,7 +168,7 @@ def _make_steps(model, config, kinds):
 
   # Steps take the uint8 batch: normalisation runs inside the compiled step.
   # `state`: the model's other collections (batch statistics), {} for LeNets.
-  temperature = float(config.compress.get("distill_temperature", 4.0))
+  temperature = float(config.compress.get("distill_temperature", DISTILL_TEMPERATURE))
 
   def forward(params, state, images):
     x = _images(images, config.input)
@@ -192,10 +190,10 @@ def _make_steps(model, config, kinds):
     def objective(p):
       logits, new_state = forward(p, state, images)
       data = nn.softmax_cross_entropy(logits, labels)
-      loss = data + use_penalty * penalty(p, states)
+      fit = data
       if teacher is not None:  # fine-tuning with `compress.distill` > 0
-        loss = (1 - distill) * loss + distill * distillation_loss(logits, teacher, temperature)
-      return loss, (data, new_state)
+        fit = (1 - distill) * data + distill * distillation_loss(logits, teacher, temperature)
+      return fit + use_penalty * penalty(p, states), (data, new_state)
     (_, (data, state)), grads = jax.value_and_grad(objective, has_aux=True)(params)
     updates, opt_state = optimizer.update(grads, opt_state, params)
     # Scaling the final update scales the learning rate (SGD with momentum, Adam).
@@ -227,6 +225,12 @@ def test_error(eval_step, params, state, test, batch_size=1000):
   return 100.0 * (1 - correct / len(test))
 
 
+def _check_baseline_dir(path):
+  if not os.path.isdir(path):
+    raise ValueError(f"config.compress.baseline_checkpoint: no checkpoint directory {path} "
+                     f"(a compression run writes its dense baseline to WORKDIR/baseline)")
+
+
 def save_baseline(path, params, state, opt_state, epochs):
   """The trained dense baseline with its optimizer state and epoch count (orbax), so
   that another run (`compress.baseline_checkpoint`) continues exactly from it."""
@@ -241,10 +245,8 @@ def load_baseline(path, params, state, opt_state):
   """(params, state, opt_state, epochs) of `save_baseline`'s checkpoint at `path`;
   the given trees are the structure expected (one-line error if it differs)."""
   field = "config.compress.baseline_checkpoint"
+  _check_baseline_dir(path)
   path = os.path.abspath(path)
-  if not os.path.isdir(path):
-    raise ValueError(f"{field}: no checkpoint directory {path} (a compression run writes "
-                     f"its dense baseline to WORKDIR/baseline)")
   target = {"params": params, "state": state, "opt_state": opt_state,
             "epochs": np.asarray(0, np.int32)}
   try:
@@ -323,6 +325,7 @@ def run_compress(config, workdir: str, log=_log):
     nonlocal params, state, opt_state
     total = count * steps
     # The phase's factors, once: nothing per batch but an index.
+    distill_weight = jnp.float32(distill)
     scales = (np.asarray(lr_scale(np.arange(total), total), np.float32) if decay
               else np.ones(total, np.float32))
     for e in range(count):
@@ -330,8 +333,7 @@ def run_compress(config, workdir: str, log=_log):
       for step in range(steps):
         index = data_lib.batch_indices(len(train), batch_size, seed=config.seed,
                                        epoch=epoch[0], step=step)
-        extra = (() if teacher is None
-                 else (jnp.asarray(teacher[index]), jnp.float32(distill)))
+        extra = () if teacher is None else (jnp.asarray(teacher[index]), distill_weight)
         params, state, opt_state, loss = train_step(
             params, state, opt_state, train.images[index], train.labels[index],
             states, masks, jnp.float32(use_penalty), scales[e * steps + step], *extra)
