@@ -3,7 +3,8 @@ from __future__ import annotations
 
 from bayesnas_jax import spaces
 from bayesnas_jax.export import DERIVATIONS
-from bayesnas_jax.search.hard import GROUPINGS, RANK_BY, ZERO_CURVATURE
+from bayesnas_jax.search.hard import (GROUPINGS, LAMBDA_RAMPS, PRUNE_RULES, RANK_BY,
+                                     ZERO_CURVATURE)
 from bayesnas_jax.search.objective import CURVATURE_SOURCES
 from bayesnas_jax.nn.probe import MODES
 from bayesnas_jax.prior import DEPENDENCIES
@@ -69,10 +70,11 @@ def validate(config):
         config.search.optimizer)
   search = config.search
   for field, choices in (("curvature_source", CURVATURE_SOURCES), ("rank_by", RANK_BY),
-                         ("derivation", DERIVATIONS), ("zero_curvature", ZERO_CURVATURE)):
+                         ("derivation", DERIVATIONS), ("zero_curvature", ZERO_CURVATURE),
+                         ("prune_rule", PRUNE_RULES), ("lambda_ramp", LAMBDA_RAMPS)):
     if field in search:
       _need(search[field] in choices, f"search.{field}", f"one of {choices}", search[field])
-  for field in ("zero_tolerance", "lambda_w_origin", "penalty_budget"):
+  for field in ("zero_tolerance", "lambda_w_origin", "penalty_budget", "confidence_z"):
     if field in search:
       _number(config, f"search.{field}", 0)
   if "retrain_between_rounds" in search:

@@ -93,7 +93,14 @@ def get_config(arg=None):
   config.search.curvature_pass = "after"
   config.search.dependency = "full"  # full (SPEC §2) | edge_only (released code)
   config.search.grouping = "cell_type"  # cell_type (eq. 21) | none (eq. 16)
+  # What prunes after each round: "entropy" (the paper: γ ≤ prune_threshold) or
+  # "evidence" (the marginal likelihood peaks at γ = 0: Σ H(Hw² − λ_w) ≤ 0).
+  config.search.prune_rule = "entropy"
   config.search.prune_threshold = 0.05854983152431917  # 1/(2πe): entropy ≤ 0.
+  config.search.lambda_ramp = "none"  # none | linear: round t of T uses λ_w·t/T
+  # A decision whose margin is under this many standard errors of the
+  # curvature's batch noise is reported as inside the noise.
+  config.search.confidence_z = 2.0
   config.search.top_k = 2  # inputs (edges, or (edge, op) pairs) per node in the cell.
   # Method options of SPEC §7 (README, "Method options"; QUALITY.md has the evidence
   # the defaults were chosen by; the paper's literal choices are the first listed).

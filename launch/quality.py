@@ -11,6 +11,11 @@ accuracy and its percentile among the random cells, the mean percentile, how
 often the seeds agree on each edge, and the search seconds per seed. Every run
 is resumable: relaunching skips what has finished. `--train_seeds=0,1,2` trains
 every cell once per training seed and scores it by the mean (less protocol noise).
+
+`--benchmark_table=CSV` scores the searched NB201 cells from a tabular benchmark
+instead (NAS-Bench-201 / NATS-Bench accuracies, the user's file): per seed the
+derived string, its accuracy and percentile among all cells, and the mean and
+sd over seeds, in quality.json and quality.png; nothing is trained.
 """
 from __future__ import annotations
 
@@ -34,6 +39,11 @@ flags.DEFINE_string("random_workdir", None, "Where the random cells and their tr
                     "protocol can share one.")
 flags.DEFINE_list("train_seeds", ["0"], "Training seeds of the short protocol: each cell "
                   "is trained once per seed and scored by its mean test accuracy.")
+flags.DEFINE_string("benchmark_table", None, "CSV of NB201 cells and their accuracies "
+                    "(columns `arch` and one accuracy column, or a NATS-Bench export with "
+                    "--benchmark_column): score the searched cells from it, no training.")
+flags.DEFINE_string("benchmark_column", None, "The accuracy column of --benchmark_table "
+                    "(default: its one numeric column).")
 flags.mark_flags_as_required(["config", "workdir"])
 
 
@@ -57,7 +67,9 @@ def main(argv):
       lambda: quality.run_quality(FLAGS.config, FLAGS.workdir, seeds, FLAGS.random_cells,
                                   FLAGS.random_seed, log=launcher.log,
                                   random_workdir=FLAGS.random_workdir,
-                                  train_seeds=train_seeds)))
+                                  train_seeds=train_seeds,
+                                  benchmark_table=FLAGS.benchmark_table,
+                                  benchmark_column=FLAGS.benchmark_column)))
 
 
 if __name__ == "__main__":

@@ -166,11 +166,18 @@ def test_penalty_budget_is_what_one_round_can_move():
   lambdas = objective.penalty_lambdas(search, steps_per_round=140)
   assert lambdas["ops"] * 0.05 * 140 == pytest.approx(2.5)
   assert lambdas["origin"] == pytest.approx(2 * lambdas["ops"])  # the ratio is kept
-  # Plain SGD on the penalty alone, 140 steps from w = 3: it moves by the budget.
-  w = 3.0
+  # The library's own optimizer and penalty gradient, no data term, 140 steps
+  # from w = 3 with ω = 1: the scalar moves by exactly the budget.
+  search.update(optimizer="sgd", momentum=0.0, grad_clip=0.0)
+  optimizer = objective.make_optimizer(search)
+  arch = {"c": {"origin": jnp.asarray([[3.0]]), "ops": jnp.asarray([[[3.0]]])}}
+  omega = {"c": {"origin": jnp.ones((1,)), "ops": jnp.ones((1, 1))}}
+  penalty = lambda a: lambdas["ops"] * objective.sparsity_penalty(a, omega, "cell_type")
+  opt_state = optimizer.init(arch)
   for _ in range(140):
-    w -= 0.05 * lambdas["ops"] * np.sign(w)
-  assert w == pytest.approx(0.5)
+    updates, opt_state = optimizer.update(jax.grad(penalty)(arch), opt_state, arch)
+    arch = optax.apply_updates(arch, updates)
+  assert float(arch["c"]["ops"][0, 0, 0]) == pytest.approx(0.5, abs=1e-4)
   search.penalty_budget = 0.0
   assert objective.penalty_lambdas(search, 140) == {"origin": 0.02, "ops": 0.01}
 

@@ -90,7 +90,11 @@ def test_quality_benchmark_end_to_end(benchmark):
       np.mean([s["percentile"] for s in result["searched"]]))
   assert sorted(row["edge"] for row in result["stability"]) == sorted(
       ["0->1", "0->2", "1->2", "0->3", "1->3", "2->3"])
-  assert all(1 <= row["agree"] <= 2 for row in result["stability"])
+  # Agreement per edge, counted here from the two seeds' cells.
+  cells = [{(j, k): op for op, j, k in s["architecture"]["cell"]} for s in result["searched"]]
+  for row in result["stability"]:
+    j, k = (int(x) for x in row["edge"].split("->"))
+    assert row["agree"] == (2 if cells[0][(j, k)] == cells[1][(j, k)] else 1)
   assert os.path.getsize(workdir / "quality.png") > 1000
   printed = json.loads(first.stdout)
   assert printed["mean_percentile"] == result["mean_percentile"]
@@ -234,3 +238,63 @@ def test_quality_benchmark_averages_over_training_seeds(benchmark, tmp_path):
                             check=False)
   assert repeated.returncode != 0
   assert "--train_seeds" in repeated.stderr.strip().splitlines()[-1]
+
+
+def _synthetic_table(path, drop=None):
+  """Every NB201 cell with a made-up accuracy (2 per 3×3 conv, 1 per 1×1 conv,
+  0.5 per skip, plus a small index term so that no two cells tie)."""
+  import itertools  # pylint: disable=import-outside-toplevel
+  ops = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")
+  value = {"nor_conv_3x3": 2.0, "nor_conv_1x1": 1.0, "skip_connect": 0.5}
+  lines, table = ["arch,cifar10_test_accuracy"], {}
+  for i, cell in enumerate(itertools.product(ops, repeat=6)):
+    text = "|{}~0|+|{}~0|{}~1|+|{}~0|{}~1|{}~2|".format(*cell)
+    if text == drop:
+      continue
+    table[text] = 80.0 + sum(value.get(o, 0.0) for o in cell) + i * 1e-5
+    lines.append(f"{text},{table[text]!r}")
+  path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+  return table
+
+
+def test_benchmark_table_scores_searched_cells_without_training(benchmark, tmp_path):
+  workdir, first, _ = benchmark
+  assert first.returncode == 0, first.stderr[-3000:]
+  lookup = tmp_path / "lookup"
+  for seed in (0, 1):
+    shutil.copytree(workdir / f"search_seed{seed}", lookup / f"search_seed{seed}")
+  table = _synthetic_table(tmp_path / "table.csv")
+  args = [sys.executable, "-m", "launch.quality",
+          f"--config={ROOT}/configs/nb201_cifar10_search.py:tiny", "--seeds=0,1",
+          f"--workdir={lookup}", f"--benchmark_table={tmp_path / 'table.csv'}", *TINY]
+  env = {**os.environ, "PYTHONPATH": ROOT, "JAX_PLATFORMS": "cpu"}
+  run = subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True,
+                       timeout=600, check=False)
+  assert run.returncode == 0, run.stderr[-3000:]
+  assert not (lookup / "train").exists() and not (lookup / "random").exists()
+  with open(lookup / "quality.json", encoding="utf-8") as f:
+    result = json.load(f)
+  values = np.array(list(table.values()))
+  accuracies = []
+  for row in result["searched"]:
+    with open(lookup / f"search_seed{row['seed']}" / "nb201_arch.txt", encoding="utf-8") as f:
+      cell = f.read().strip()
+    assert row["nb201"] == cell and row["table_accuracy"] == table[cell]
+    assert row["table_percentile"] == pytest.approx(100 * (np.sum(values < table[cell]) + 0.5)
+                                                    / values.size)
+    accuracies.append(table[cell])
+  assert result["table_accuracy"]["mean"] == pytest.approx(np.mean(accuracies))
+  assert result["table_accuracy"]["sd"] == pytest.approx(np.std(accuracies, ddof=1))
+  assert result["benchmark"]["cells"] == 5 ** 6
+  assert os.path.getsize(lookup / "quality.png") > 1000
+  # A table without the seed-0 cell: one line naming the cell, no result written.
+  with open(lookup / "search_seed0" / "nb201_arch.txt", encoding="utf-8") as f:
+    missing = f.read().strip()
+  _synthetic_table(tmp_path / "partial.csv", drop=missing)
+  os.remove(lookup / "quality.json")
+  bad = subprocess.run([a.replace("table.csv", "partial.csv") for a in args], cwd=ROOT,
+                       env=env, capture_output=True, text=True, timeout=600, check=False)
+  assert bad.returncode == 2
+  last = bad.stderr.strip().splitlines()[-1]
+  assert missing in last and "is not in the table" in last
+  assert not (lookup / "quality.json").exists()

@@ -19,6 +19,45 @@ from bayesnas_jax.spaces.cell import CellSpec
 GROUPINGS = ("cell_type", "none")
 RANK_BY = ("gamma", "saliency", "curvature")
 ZERO_CURVATURE = ("keep", "prune")
+PRUNE_RULES = ("entropy", "evidence")
+LAMBDA_RAMPS = ("none", "linear")
+
+
+def lambda_factor(ramp, round_, rounds):
+  """The factor on λ_w of round `round_` (0-based) of `rounds`: 1, or (t+1)/T
+  for the linear ramp (the first rounds prune only what the data clearly do
+  not support; the last uses λ_w itself)."""
+  if ramp not in LAMBDA_RAMPS:
+    raise ValueError(f"config.search.lambda_ramp: expected one of {LAMBDA_RAMPS}, got "
+                     f"{ramp!r}")
+  return 1.0 if ramp == "none" else (round_ + 1) / max(rounds, 1)
+
+
+def evidence_slope(w, curvature, lambda_w, grouping):
+  """Whether the data support a group: the slope at γ = 0 of its log marginal
+  likelihood in the local quadratic model,
+
+      ∂/∂γ Σ_{m∈g} log N(w_m; 0, γ + λ_w/H_m) |_{γ=0} ∝ Σ_m H_m (H_m w_m² − λ_w).
+
+  ≤ 0: the evidence peaks at γ = 0 and the group goes (Tipping & Faul's test;
+  for one scalar: w²H ≤ λ_w). w²H is unchanged when a scale the batch norms
+  cancel moves between w and H (w → cw, H → H/c²), so unlike γ of eq. 19 the
+  decision does not depend on how far the L1 penalty shrank w."""
+  h = jnp.maximum(curvature, 0)
+  slope = h * (h * jnp.square(w) - lambda_w)
+  return jnp.sum(slope, axis=0) if grouping == "cell_type" else slope
+
+
+def score_noise(rank_by, w, curvature_se, grouping):
+  """Standard error of `rank_score` from the curvature's batch-to-batch noise
+  (w held fixed): sqrt(Σ_m (w_m² se(H_m))²) for the saliency, sqrt(Σ se²) for
+  the curvature; 0 for γ (no noise model: its margins are not rated)."""
+  if rank_by == "gamma":
+    return jnp.zeros(curvature_se.shape[1:] if grouping == "cell_type" else
+                     curvature_se.shape, curvature_se.dtype)
+  se = curvature_se if rank_by == "curvature" else jnp.square(w) * curvature_se
+  var = jnp.square(se)
+  return jnp.sqrt(jnp.sum(var, axis=0) if grouping == "cell_type" else var)
 
 
 def group_shape(arch, grouping):
@@ -37,7 +76,10 @@ def init_prior(arch, grouping):
     return jnp.ones(a.shape[1:] if grouping == "cell_type" else a.shape, a.dtype)
   gamma = jax.tree_util.tree_map(ones, arch)
   return {"gamma": gamma, "omega": gamma, "score": gamma,
-          "keep": jax.tree_util.tree_map(lambda g: jnp.ones(g.shape, bool), gamma)}
+          "score_se": jax.tree_util.tree_map(jnp.zeros_like, gamma),
+          "evidence": gamma,
+          "keep": jax.tree_util.tree_map(lambda g: jnp.ones(g.shape, bool), gamma),
+          "alive_before": jax.tree_util.tree_map(lambda g: jnp.ones(g.shape, bool), gamma)}
 
 
 def network_masks(keep, arch):
@@ -71,11 +113,13 @@ def rank_score(rank_by, w, curvature, gamma, grouping):
 
 @functools.partial(jax.jit, static_argnames=("spec", "lambda_w", "grouping", "dependency",
                                              "threshold", "lambda_w_origin", "rank_by",
-                                             "zero_curvature", "zero_tolerance"))
+                                             "zero_curvature", "zero_tolerance",
+                                             "prune_rule"))
 def hard_update(arch, curvature, state, *, spec, lambda_w: float, grouping: str,
                 dependency: str, threshold: float = prior.PRUNE_THRESHOLD,
                 lambda_w_origin: float = 0.0, rank_by: str = "gamma",
-                zero_curvature: str = "keep", zero_tolerance: float = 1e-6):
+                zero_curvature: str = "keep", zero_tolerance: float = 1e-6,
+                prune_rule: str = "entropy", curvature_se=None):
   """One prior update. Returns (new state, per-type record arrays, clamped count).
 
   `spec` is the `CellSpec` of every cell type, or a tuple of (type, CellSpec)
@@ -85,12 +129,22 @@ def hard_update(arch, curvature, state, *, spec, lambda_w: float, grouping: str,
   member has H ≤ zero_tolerance·λ_w is one the data do not inform; "keep"
   applies eqs. 18–19 literally (ω → its floor, s and γ → huge: never pruned),
   "prune" sets its switch to 0 (γ = 0: pruned), as sparse Bayesian learning
-  prunes a basis function with no evidence for it. Record arrays per cell type
-  and part: w, H (clamped), C per member; omega, switch, gamma, score, keep per
-  group.
+  prunes a basis function with no evidence for it. `prune_rule`: "entropy"
+  keeps a scalar while γ > threshold (the paper, eq. 20 and §3 step 4);
+  "evidence" while `evidence_slope` > 0 (the marginal likelihood peaks at
+  γ > 0). `curvature_se`: the standard error of the averaged curvature (same
+  tree; None: 0), from which each group's score gets its noise. Record arrays
+  per cell type and part: w, H (clamped), H_se, C per member; omega, switch,
+  gamma, evidence, score, score_se, keep per group.
   """
+  if prune_rule not in PRUNE_RULES:
+    raise ValueError(f"config.search.prune_rule: expected one of {PRUNE_RULES}, got "
+                     f"{prune_rule!r}")
+  if curvature_se is None:
+    curvature_se = jax.tree_util.tree_map(jnp.zeros_like, curvature)
   specs = dict(spec) if not isinstance(spec, CellSpec) else {kind: spec for kind in arch}
-  new_state = {"gamma": {}, "omega": {}, "score": {}, "keep": {}}
+  new_state = {"gamma": {}, "omega": {}, "score": {}, "score_se": {}, "evidence": {},
+               "keep": {}, "alive_before": {}}
   records = {}
   clamped = 0
   lambdas = {"origin": lambda_w_origin or lambda_w, "ops": lambda_w}
@@ -124,8 +178,17 @@ def hard_update(arch, curvature, state, *, spec, lambda_w: float, grouping: str,
       g_origin, g_ops = jax.vmap(
           lambda s0, s: prior.cell_gamma(s0, s, spec.edges, spec.num_inputs, dependency)
       )(switches["origin"], switches["ops"])
-    keep_origin = prior.keep_mask(g_origin, threshold) & state["keep"][kind]["origin"]
-    keep_ops = prior.keep_mask(g_ops, threshold) & state["keep"][kind]["ops"]
+    evidence = {part: evidence_slope(w[part], curv[part], lambdas[part], grouping)
+                for part in ("origin", "ops")}
+    if prune_rule == "entropy":
+      survive = {"origin": prior.keep_mask(g_origin, threshold),
+                 "ops": prior.keep_mask(g_ops, threshold)}
+    else:
+      survive = {part: evidence[part] > 0 for part in ("origin", "ops")}
+      if zero_curvature == "prune":
+        survive = {part: survive[part] & (switches[part] > 0) for part in survive}
+    keep_origin = survive["origin"] & state["keep"][kind]["origin"]
+    keep_ops = survive["ops"] & state["keep"][kind]["ops"]
     if grouping == "cell_type":
       keep_origin, keep_ops, _ = prior.cell_keep(keep_origin, keep_ops, spec.edges,
                                                  spec.num_inputs)
@@ -140,11 +203,17 @@ def hard_update(arch, curvature, state, *, spec, lambda_w: float, grouping: str,
     records[kind] = {}
     for part in ("origin", "ops"):
       score = rank_score(rank_by, w[part], curv[part], gammas[part], grouping)
+      se = score_noise(rank_by, w[part], curvature_se[kind][part], grouping)
       new_state["gamma"][kind][part] = gammas[part]
+      new_state["score_se"][kind][part] = se
+      new_state["evidence"][kind][part] = evidence[part]
+      new_state["alive_before"][kind][part] = state["keep"][kind][part]
       new_state["omega"][kind][part] = upd[part].omega
       new_state["score"][kind][part] = score
       new_state["keep"][kind][part] = keeps[part]
       records[kind][part] = {"w": w[part], "H": curv[part],
+                             "H_se": curvature_se[kind][part],
+                             "evidence": evidence[part], "score_se": se,
                              "C": upd[part].posterior_variance, "omega": upd[part].omega,
                              "s": switches[part], "gamma": gammas[part], "score": score,
                              "kept": keeps[part]}

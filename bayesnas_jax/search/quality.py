@@ -24,6 +24,7 @@ import jax
 import numpy as np
 
 from bayesnas_jax import export, spaces
+from bayesnas_jax.search import benchmark_table as benchmark_table_lib
 from bayesnas_jax.search import run
 
 PROTOCOL_FIELDS = {
@@ -166,7 +167,8 @@ def _random_pool(config, pool_dir):
 
 
 def run_quality(config, workdir, seeds, random_cells, random_seed=1000, log=print,
-                random_workdir=None, train_seeds=(0,)):
+                random_workdir=None, train_seeds=(0,), benchmark_table=None,
+                benchmark_column=None):
   """Runs the benchmark (see module docstring); returns and writes quality.json.
 
   `random_workdir` (default `workdir`) holds the random cells and their
@@ -174,7 +176,12 @@ def run_quality(config, workdir, seeds, random_cells, random_seed=1000, log=prin
   it, so each option costs only its searches and its searched cells.
   `train_seeds`: every cell is trained once per training seed and scored by its
   mean test accuracy (training seed 0 in `train/<cell>`, seed t in
-  `train/<cell>_t<t>`), which averages out the protocol's initialisation noise."""
+  `train/<cell>_t<t>`), which averages out the protocol's initialisation noise.
+
+  `benchmark_table`: a CSV of NB201 cells and their accuracies (the user's
+  file, `benchmark_table.load`). Each searched cell is then scored from the
+  table, without training and without random cells: its accuracy, its
+  percentile among all the table's cells, and the mean and sd over seeds."""
   from bayesnas_jax import config_check  # pylint: disable=import-outside-toplevel
   config_check.validate(config)
   if not seeds:
@@ -187,8 +194,17 @@ def run_quality(config, workdir, seeds, random_cells, random_seed=1000, log=prin
   if "quality" not in config:
     raise ValueError("config.quality: this search config has no `quality` section (the "
                      "short training protocol); see configs/nb201_cifar10_search.py")
-  protocol_config(config, "", 0)  # checks config.quality.eval_config early
   space = spaces.make(config.space)
+  table = None
+  if benchmark_table:
+    if space.name != "nb201":
+      raise ValueError(f"--benchmark_table: a table of NB201 cells needs the nb201 space, "
+                       f"got config.space.name = {space.name!r}")
+    table = benchmark_table_lib.load(benchmark_table, benchmark_column)
+    log(f"benchmark table {benchmark_table}: {len(table.accuracy)} cells, column "
+        f"{table.column!r}")
+  else:
+    protocol_config(config, "", 0)  # checks config.quality.eval_config early
   os.makedirs(workdir, exist_ok=True)
   searched = []
   for seed in seeds:
@@ -209,6 +225,8 @@ def run_quality(config, workdir, seeds, random_cells, random_seed=1000, log=prin
                      "architecture": space.load_architecture(genotype_path),
                      "search_seconds": summary["search_seconds"],
                      **({"nb201": summary["nb201"]} if "nb201" in summary else {})})
+  if table is not None:
+    return _table_result(space, table, searched, workdir, log)
   pool = random_workdir or workdir
   _random_pool(config, pool)
   rng = np.random.default_rng(random_seed)
@@ -260,3 +278,44 @@ def run_quality(config, workdir, seeds, random_cells, random_seed=1000, log=prin
                                  "random_accuracy")} | {
       "searched": [{k: s[k] for k in ("seed", "test_accuracy", "percentile",
                                       "search_seconds")} for s in searched]}
+
+
+def _table_result(space, table, searched, workdir, log):
+  """quality.json and quality.png of a benchmark-table lookup."""
+  rows, summary = benchmark_table_lib.score(
+      table, [{"seed": s["seed"], "nb201": s["nb201"], "search_seconds": s["search_seconds"],
+               "architecture": s["architecture"]} for s in searched])
+  for r in rows:
+    log(f"seed {r['seed']}: {r['nb201']}  table accuracy {r['table_accuracy']:.2f} "
+        f"({r['table_percentile']:.1f}th percentile)")
+  log(f"mean {summary['mean']:.2f}, sd {summary['sd']:.2f} over {len(rows)} seeds")
+  device = jax.devices()[0]
+  result = {"space": space.name, "date": datetime.date.today().isoformat(),
+            "device": f"{device.platform}:{device.device_kind}",
+            "seeds": [r["seed"] for r in rows], "benchmark": table.describe(),
+            "table_accuracy": summary,
+            "searched": [{k: v for k, v in r.items() if k != "architecture"} for r in rows],
+            "stability": stability([r["architecture"] for r in rows])}
+  export.write_json(os.path.join(workdir, "quality.json"), result)
+  _plot_table(result, table, os.path.join(workdir, "quality"))
+  return {"space": space.name, "table_accuracy": summary,
+          "searched": [{k: r[k] for k in ("seed", "nb201", "table_accuracy",
+                                          "table_percentile")} for r in rows]}
+
+
+def _plot_table(result, table, path_prefix):
+  fig = export._figure((7.0, 3.2))  # pylint: disable=protected-access
+  ax = fig.add_subplot()
+  values = np.fromiter(table.accuracy.values(), np.float64)
+  ax.hist(values, bins=np.linspace(max(values.min(), np.percentile(values, 1)), values.max(),
+                                   60), color="grey", alpha=0.6,
+          label=f"all {values.size} cells of the table")
+  for i, s in enumerate(result["searched"]):
+    ax.axvline(s["table_accuracy"], color=f"C{i % 10}", lw=1.5,
+               label=f"seed {s['seed']}: {s['table_accuracy']:.2f}")
+  summary = result["table_accuracy"]
+  ax.set_xlabel(f"benchmark accuracy ({table.column})")
+  ax.set_title(f"{result['space']}: searched cells in the benchmark table; mean "
+               f"{summary['mean']:.2f}, sd {summary['sd']:.2f}", fontsize=9)
+  ax.legend(fontsize=6, loc="upper left")
+  export._save(fig, path_prefix)  # pylint: disable=protected-access

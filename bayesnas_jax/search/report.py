@@ -42,7 +42,11 @@ def write_search_outputs(config, workdir, space, state, position):
   export.write_json(os.path.join(workdir, "architecture.json"),
                     {"ops": list(first.ops), "edges": [list(e) for e in first.edges],
                      "prune_threshold": config.search.prune_threshold,
-                     "grouping": config.search.grouping, "rounds": rounds})
+                     "grouping": config.search.grouping,
+                     **{k: position["space_summary"][k] for k in
+                        ("decided_by_prior", "decided_by_rank", "decisions")
+                        if k in position["space_summary"]},
+                     "rounds": rounds})
   position["kept"] = {
       kind: {"ops": int(np.sum(np.asarray(prior_state["keep"][kind]["ops"]))),
              "origins": int(np.sum(np.asarray(prior_state["keep"][kind]["origin"])))}

@@ -110,6 +110,7 @@ def initial_state(config, space, key, image_shape):
   return {"params": params, "opt_state": optimizer.init(params), "prior": prior_state,
           "masks": hard.network_masks(prior_state["keep"], arch),
           "curvature_sum": jax.tree_util.tree_map(jnp.zeros_like, arch),
+          "curvature_sq_sum": jax.tree_util.tree_map(jnp.zeros_like, arch),
           "curvature_count": jnp.zeros((), jnp.int32),
           "eval_sums": jnp.zeros((3,), jnp.float32)}
 
@@ -154,7 +155,10 @@ def run_search(config, workdir: str, log=print, space=None):
       started = time.perf_counter()
       metrics = {}
       # λ·ω of eq. 21 for this phase (ω changes only at an update).
-      penalty = objective.penalty_weights(state["prior"]["omega"], lambdas)
+      factor = hard.lambda_factor(config.search.get("lambda_ramp", "none"), max(round_, 0),
+                                  config.search.rounds)
+      penalty = objective.penalty_weights(state["prior"]["omega"],
+                                          {k: v * factor for k, v in lambdas.items()})
       if kind in ("retrain", "step5"):
         penalty = (jnp.zeros_like(penalty[0]), penalty[1])
       if kind == "update":
@@ -200,6 +204,7 @@ def run_search(config, workdir: str, log=print, space=None):
         _finish_test(state, workdir, writer, position)
       if kind == "update" and round_ == config.search.rounds - 1:
         report.write_search_outputs(config, workdir, space, state, position)
+        _log_decisions(position.get("space_summary", {}), log)
         if config.retrain.epochs:
           state = jax.device_put(
               _start_retrain(state, config, space, workdir, base_key, train.image_shape),
@@ -211,6 +216,23 @@ def run_search(config, workdir: str, log=print, space=None):
     writer.close()
     checkpointer.close()
   return report.finish(config, workdir, position)
+
+
+def _log_decisions(summary, log):
+  """Says how the derived architecture was decided: by the prior, or by rank
+  where the prior left several candidates, and which margins are inside the
+  curvature's noise."""
+  if "decided_by_prior" not in summary:
+    return
+  total = summary["decided_by_prior"] + summary["decided_by_rank"]
+  log(f"derived: {summary['decided_by_prior']}/{total} decisions made by the prior, "
+      f"{summary['decided_by_rank']} by rank (search.rank_by) among several survivors")
+  for d in summary.get("decisions", []):
+    if d["decided_by"] == "rank":
+      log(f"  {d['edge']}: the prior kept {', '.join(d['survivors'])}; rank chose {d['op']}")
+    if d.get("inside_noise"):
+      log(f"  {d['edge']}: {d['op']} is inside the noise (margin {d['margin']:.2f} s.e.); "
+          f"another run may decide otherwise")
 
 
 def _save(checkpointer, state, position):
@@ -238,37 +260,56 @@ def _step(kind, state, batch, key, train_step, curvature_step, eval_step, accumu
         state["params"], state["opt_state"], batch, key, penalty, state["masks"], arch_scale)
     state = {**state, "params": params, "opt_state": opt_state}
     if accumulate:
-      state["curvature_sum"] = jax.tree_util.tree_map(jnp.add, state["curvature_sum"],
-                                                      curvature)
-      state["curvature_count"] = state["curvature_count"] + 1
+      state = _accumulate(state, curvature)
     return state, metrics
   if kind == "curvature":
     loss, curvature = curvature_step(state["params"], batch, state["masks"])
-    total = jax.tree_util.tree_map(jnp.add, state["curvature_sum"], curvature)
-    return {**state, "curvature_sum": total,
-            "curvature_count": state["curvature_count"] + 1}, {"loss": loss}
+    return _accumulate(state, curvature), {"loss": loss}
   loss, accuracy = eval_step(state["params"], batch, state["masks"])
   n = batch["label"].shape[0]
   sums = state["eval_sums"] + jnp.asarray([loss * n, accuracy * n, n], jnp.float32)
   return {**state, "eval_sums": sums}, {"loss": loss, "accuracy": accuracy}
 
 
+def _accumulate(state, curvature):
+  """Adds one batch's curvature (and its square, for the noise of the mean)."""
+  add = lambda a, b: jax.tree_util.tree_map(jnp.add, a, b)
+  return {**state, "curvature_sum": add(state["curvature_sum"], curvature),
+          "curvature_sq_sum": add(state["curvature_sq_sum"],
+                                  jax.tree_util.tree_map(jnp.square, curvature)),
+          "curvature_count": state["curvature_count"] + 1}
+
+
+def curvature_mean_and_se(total, squares, count):
+  """Mean of the per-batch curvatures and its standard error over the batches
+  (sample variance / count; 0 with one batch)."""
+  n = jnp.maximum(count, 1).astype(jnp.float32)
+  mean = jax.tree_util.tree_map(lambda h: h / n, total)
+  def se(h2, m):
+    var = jnp.maximum(h2 / n - jnp.square(m), 0.0) * n / jnp.maximum(n - 1.0, 1.0)
+    return jnp.where(count > 1, jnp.sqrt(var / n), 0.0)
+  return mean, jax.tree_util.tree_map(se, squares, mean)
+
+
 def _update(state, config, space, round_, workdir, log):
-  count = jnp.maximum(state["curvature_count"], 1)
-  curvature = jax.tree_util.tree_map(lambda h: h / count, state["curvature_sum"])
+  curvature, curvature_se = curvature_mean_and_se(
+      state["curvature_sum"], state["curvature_sq_sum"], state["curvature_count"])
   search = config.search
+  factor = hard.lambda_factor(search.get("lambda_ramp", "none"), round_, search.rounds)
   new_prior, records, clamped = hard.hard_update(
       state["params"]["arch"], curvature, state["prior"], spec=spaces.cell_specs(space),
-      lambda_w=float(search.lambda_w), grouping=search.grouping,
+      lambda_w=float(search.lambda_w) * factor, grouping=search.grouping,
       dependency=search.dependency, threshold=float(search.prune_threshold),
-      lambda_w_origin=float(search.get("lambda_w_origin", 0.0)),
+      lambda_w_origin=float(search.get("lambda_w_origin", 0.0)) * factor,
       rank_by=search.get("rank_by", "gamma"),
       zero_curvature=search.get("zero_curvature", "keep"),
-      zero_tolerance=float(search.get("zero_tolerance", 1e-6)))
+      zero_tolerance=float(search.get("zero_tolerance", 1e-6)),
+      prune_rule=search.get("prune_rule", "entropy"), curvature_se=curvature_se)
   report.write_round(workdir, round_, space, jax.device_get(records), int(clamped))
   kept = sum(int(np.sum(np.asarray(v["ops"]))) for v in new_prior["keep"].values())
   total = sum(int(np.size(np.asarray(v["ops"]))) for v in new_prior["keep"].values())
-  log(f"round {round_ + 1}: kept {kept}/{total} (edge, op) groups; "
+  log(f"round {round_ + 1}: kept {kept}/{total} (edge, op) groups "
+      f"({search.get('prune_rule', 'entropy')} rule, λ_w {float(search.lambda_w) * factor:.3g}); "
       f"{int(clamped)} negative curvature entries clamped")
   for kind, keep in new_prior["keep"].items():
     if not np.any(np.asarray(keep["ops"])):
@@ -280,6 +321,7 @@ def _update(state, config, space, round_, workdir, log):
   return {**state, "prior": new_prior, "masks": masks,
           "params": {**state["params"], "arch": arch},
           "curvature_sum": jax.tree_util.tree_map(jnp.zeros_like, state["curvature_sum"]),
+          "curvature_sq_sum": jax.tree_util.tree_map(jnp.zeros_like, state["curvature_sum"]),
           "curvature_count": jnp.zeros((), jnp.int32)}
 
 

@@ -245,26 +245,78 @@ def load_architecture(path, ops=NB201_OPS):
                      f"({type(err).__name__}: {err})") from None
 
 
-def derive(prior_state, search_config, spec: CellSpec):
-  """Per edge: `none` if pruned (its origin, or every op), else the surviving
-  op with the largest rank score (`search.rank_by`: γ, or the saliency w²H;
-  ties to the first op in `spec.ops`)."""
-  gamma = group_values(prior_state.get("score", prior_state["gamma"])[KIND]["ops"],
-                       search_config.grouping)
-  keep = group_keep(prior_state["keep"][KIND]["ops"], search_config.grouping)
-  keep_origin = group_keep(prior_state["keep"][KIND]["origin"], search_config.grouping)
-  gamma, keep, keep_origin = (np.reshape(a, s) for a, s in (
-      (gamma, (spec.num_edges, len(spec.ops))), (keep, (spec.num_edges, len(spec.ops))),
-      (keep_origin, (spec.num_edges,))))
-  edges = []
+def decisions(prior_state, search_config, spec: CellSpec):
+  """Per edge, what the search decided and how surely (SPEC §8).
+
+  An edge whose prune rule left it no op is `none`, one left exactly one op
+  keeps it: both are decided by the prior. An edge left with several ops takes
+  the one of largest rank score (`search.rank_by`; ties to the first op in
+  `spec.ops`): decided by rank. `margin` is the chosen op's score minus the
+  runner-up's among the ops alive when the last round began, in standard errors
+  of the difference (the curvature's batch-to-batch noise); with no runner-up
+  alive, the alternative is `none`, whose score is the evidence rule's λ_w
+  (saliency ranking only). None where no noise was measured."""
+  grouping = search_config.grouping
+  shape = (spec.num_edges, len(spec.ops))
+  def values(name, default):
+    tree = prior_state.get(name)
+    if tree is None:
+      return default
+    return np.reshape(group_values(tree[KIND]["ops"], grouping), shape).astype(np.float64)
+  score = values("score", None)
+  if score is None:
+    score = values("gamma", None)
+  se = values("score_se", np.zeros(shape))
+  keep = np.reshape(group_keep(prior_state["keep"][KIND]["ops"], grouping), shape)
+  keep_origin = np.reshape(group_keep(prior_state["keep"][KIND]["origin"], grouping),
+                           (spec.num_edges,))
+  alive_before = prior_state.get("alive_before")
+  if alive_before is not None:
+    before = np.reshape(group_keep(alive_before[KIND]["ops"], grouping), shape)
+    before = before & np.reshape(group_keep(alive_before[KIND]["origin"], grouping),
+                                 (spec.num_edges, 1))
+  else:
+    before = np.ones(shape, bool)
+  none_score = (float(search_config.lambda_w)
+                if getattr(search_config, "rank_by", "gamma") == "saliency" else None)
+  out = []
   for e, (j, k) in enumerate(spec.edges):
     alive = keep[e] & keep_origin[e]
-    if not alive.any():
-      edges.append([NONE, j, k])
-      continue
-    rank = np.where(alive, np.nan_to_num(gamma[e].astype(np.float64), nan=-np.inf), -np.inf)
-    edges.append([spec.ops[int(np.argmax(rank))], j, k])
-  return {KIND: edges}
+    rank = np.where(alive, np.nan_to_num(score[e], nan=-np.inf), -np.inf)
+    if alive.any():
+      chosen = int(np.argmax(rank))
+      op = spec.ops[chosen]
+    else:
+      chosen, op = None, NONE
+    others = [o for o in range(len(spec.ops)) if before[e, o] and o != chosen]
+    margin = None
+    if chosen is not None:
+      if others:
+        r = max(others, key=lambda o: score[e, o])
+        diff, noise = score[e, chosen] - score[e, r], math.hypot(se[e, chosen], se[e, r])
+      elif none_score is not None:
+        diff, noise = score[e, chosen] - none_score, se[e, chosen]
+      else:
+        diff, noise = None, 0.0
+    elif others and none_score is not None:
+      r = max(others, key=lambda o: score[e, o])
+      diff, noise = none_score - score[e, r], se[e, r]
+    else:
+      diff, noise = None, 0.0
+    if diff is not None and noise > 0:
+      margin = float(diff / noise)
+    out.append({"edge": f"{j}->{k}", "op": op,
+                "decided_by": "prior" if alive.sum() <= 1 else "rank",
+                "survivors": [spec.ops[o] for o in range(len(spec.ops)) if alive[o]],
+                "margin": margin})
+  return out
+
+
+def derive(prior_state, search_config, spec: CellSpec):
+  """Per edge: `none` if pruned (its origin, or every op), else the surviving
+  op with the largest rank score (`decisions`)."""
+  return {KIND: [[d["op"], j, k] for d, (j, k) in
+                 zip(decisions(prior_state, search_config, spec), spec.edges)]}
 
 
 def architecture_masks(architecture, arch, spec: CellSpec):
@@ -306,17 +358,30 @@ def parameter_count(architecture, config, in_channels=3):
 def write(workdir, architecture, prior_state, search_config, spec: CellSpec):
   """genotype.json, nb201_arch.txt and plots of the cell and its γ."""
   text = arch_string(architecture)
+  decided = decisions(prior_state, search_config, spec)
+  z = float(getattr(search_config, "confidence_z", 2.0))
+  for d in decided:
+    d["inside_noise"] = d["margin"] is not None and abs(d["margin"]) < z
+  by_prior = sum(d["decided_by"] == "prior" for d in decided)
   export.write_json(os.path.join(workdir, "genotype.json"), {**architecture, "nb201": text})
   export.write_text(os.path.join(workdir, "nb201_arch.txt"), text + "\n")
   plots = os.path.join(workdir, "plots")
   cell = {"edges": [e for e in architecture[KIND] if e[0] != NONE],
           "concat": [NUM_NODES]}
-  export.plot_cell(cell, os.path.join(plots, "cell"), f"BayesNAS NB201 cell\n{text}",
+  shaky = [d["edge"] for d in decided if d["inside_noise"]]
+  export.plot_cell(cell, os.path.join(plots, "cell"),
+                   f"BayesNAS NB201 cell\n{text}\n{by_prior}/6 edges decided by the prior; "
+                   f"margins (s.e.): " + ", ".join(
+                       f"{d['edge']} {d['margin']:.1f}" if d["margin"] is not None
+                       else f"{d['edge']} -" for d in decided)
+                   + (f"; inside the noise: {', '.join(shaky)}" if shaky else ""),
                    num_inputs=1)
   export.plot_gamma(group_values(prior_state["gamma"][KIND]["ops"], search_config.grouping),
                     group_keep(prior_state["keep"][KIND]["ops"], search_config.grouping), spec,
                     os.path.join(plots, "cell_gamma"), "NB201 cell: prior variance γ")
-  return {"nb201": text, "derived_edges": {KIND: sum(e[0] != NONE for e in architecture[KIND])}}
+  return {"nb201": text, "derived_edges": {KIND: sum(e[0] != NONE for e in architecture[KIND])},
+          "decided_by_prior": by_prior, "decided_by_rank": len(decided) - by_prior,
+          "decisions": decided}
 
 
 def make(space_config) -> SearchSpace:
