@@ -50,8 +50,9 @@ def _ref_op(name, z, weight):
   raise AssertionError(name)
 
 
-def _ref_cell(stage_weights, cell, origin, ops, m_origin, m_ops, x):
-  """One cell: node k = Σ_{j<k} edge(j, k), edge = Σ_o w^o · op_o(w^0 · z_j).
+def _ref_cell(stage_weights, cell, origin, ops, m_origin, m_ops, x, after=False):
+  """One cell: node k = Σ_{j<k} edge(j, k), edge = Σ_o w^o · op_o(w^0 · z_j), or
+  with `after` (space.origin = "output") edge = w^0 · Σ_o w^o · op_o(z_j).
 
   `stage_weights[op]` is [N, 6, ...], of which this cell reads row `cell`;
   origin [1, 6] and ops [1, 6, 4] are the shared scalars, each multiplied
@@ -63,13 +64,16 @@ def _ref_cell(stage_weights, cell, origin, ops, m_origin, m_ops, x):
       if target != k:
         continue
       a0 = nn.scale(nn.structural(lambda v, e=e: v[0, e], origin), m_origin[0, e])
-      z = nn.scale(nodes[j], a0)
+      z = nodes[j] if after else nn.scale(nodes[j], a0)
+      edge_terms = []
       for o, name in enumerate(OPS):
         weight = None
         if name in ("nor_conv_1x1", "nor_conv_3x3"):
           weight = nn.structural(lambda v, e=e: v[cell, e], stage_weights[name])
         a = nn.scale(nn.structural(lambda v, e=e, o=o: v[0, e, o], ops), m_ops[0, e, o])
-        terms.append(nn.scale(_ref_op(name, z, weight), a))
+        edge_terms.append(nn.scale(_ref_op(name, z, weight), a))
+      edge = nn.add(*edge_terms)
+      terms.append(nn.scale(edge, a0) if after else edge)
     nodes.append(nn.add(*terms))
   return nodes[3]
 
@@ -82,7 +86,8 @@ def _ref_reduction(w, x):
   return nn.add(y, nn.dense(nn.avg_pool(x, 2, 2), w["shortcut"]))
 
 
-def reference_apply(weights, arch, images, arch_masks, cells_per_stage, cell_of=None):
+def reference_apply(weights, arch, images, arch_masks, cells_per_stage, cell_of=None,
+                    after=False):
   """The search network cell after cell, edge after edge. `cell_of(stage, i)`
   is the weight row cell i reads (the identity; a planted bug may change it)."""
   cell_of = cell_of or (lambda stage, i: i)
@@ -95,7 +100,7 @@ def reference_apply(weights, arch, images, arch_masks, cells_per_stage, cell_of=
       x = _ref_reduction(weights["reductions"][stage - 1], x)
     for i in range(cells_per_stage):
       x = _ref_cell(weights["stages"][stage], cell_of(stage, i), origin, ops, m_origin,
-                    m_ops, x)
+                    m_ops, x, after)
   x = nn.relu(nn.batch_norm(x))
   return nn.dense(nn.global_avg_pool(x), weights["classifier"]["w"],
                   weights["classifier"]["b"])
@@ -198,6 +203,34 @@ def test_scanned_network_equals_edge_by_edge_reference():
   wrong = reference_apply(weights, arch, images, masks, config.cells_per_stage,
                           cell_of=lambda stage, i: 0)
   assert _rel_err(wrong, logits) > 1e-3
+
+
+def test_origin_after_the_ops_equals_edge_by_edge_reference():
+  """space.origin = "output": logits and scalar gradients in float64 against the
+  reference with w⁰ on each edge's output; the input placement's reference
+  gives other logits (the comparison can fail)."""
+  config, weights, arch, images, labels = _problem()
+  config = ml_collections.ConfigDict({**config.to_dict(), "origin": "output"})
+  masks = _arch_masks()
+
+  def ours(a):
+    return nn.softmax_cross_entropy(nb201.apply(weights, a, images, config, masks), labels)
+
+  def ref(a):
+    return nn.softmax_cross_entropy(reference_apply(weights, a, images, masks,
+                                                    config.cells_per_stage, after=True),
+                                    labels)
+
+  logits = jax.jit(lambda a: nb201.apply(weights, a, images, config, masks))(arch)
+  ref_logits = reference_apply(weights, arch, images, masks, config.cells_per_stage,
+                               after=True)
+  _assert_close(logits, ref_logits, what="logits")
+  g_ours = jax.jit(jax.grad(ours))(arch)
+  g_ref = jax.grad(ref)(arch)
+  for part in ("origin", "ops"):
+    _assert_close(g_ours["cell"][part], g_ref["cell"][part], what=f"gradient {part}")
+  before = reference_apply(weights, arch, images, masks, config.cells_per_stage)
+  assert _rel_err(before, logits) > 1e-3
 
 
 # --- 2. Derivation ------------------------------------------------------------
