@@ -76,6 +76,10 @@ def get_config(arg=None):
   config.search.horizon = 35  # τ: curvature through time reaches back at most τ − 1 steps
   config.search.dependency = "full"
   config.search.rank_by = "curvature"
+  # entropy (the thesis: γ ≤ 1/(2πe)) | evidence (Σ H(Hw² − λ_w) ≤ 0, unchanged by
+  # the scale the batch-normalised nodes hide; QUALITY.md).
+  config.search.prune_rule = "entropy"
+  config.search.lambda_ramp = "none"  # none | linear: round t of T uses λ_w·t/T
   config.search.zero_curvature = "prune"
   if arg in LAMBDA_PRESETS:
     config.search.lambda_w = float(arg)

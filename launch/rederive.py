@@ -46,21 +46,21 @@ def prior_state_from_records(path, space, grouping):
   if not rounds:
     raise ValueError(f"{path}: no round was recorded")
   scalars = rounds[-1]["scalars"]
-  state = {"gamma": {}, "keep": {}, "w": {}, "H": {}}
+  state = {"gamma": {}, "keep": {}, "w": {}, "H": {}, "H_se": {}}
   for kind, spec in space.cells.items():
     mine = [s for s in scalars if s["cell_type"] == kind]
     cells = 1 + max(s["cell"] for s in mine)
     arrays = {name: {"origin": np.zeros((cells, spec.num_edges)),
                      "ops": np.zeros((cells, spec.num_edges, len(spec.ops)))}
-              for name in ("w", "H", "gamma", "kept")}
+              for name in ("w", "H", "H_se", "gamma", "kept")}
     index = {edge: e for e, edge in enumerate(spec.edges)}
     for s in mine:
       e = index[(s["from"], s["to"])]
       part, at = (("origin", (s["cell"], e)) if s["op"] == "origin"
                   else ("ops", (s["cell"], e, spec.ops.index(s["op"]))))
       for name in arrays:
-        arrays[name][part][at] = float(s[name])
-    for name in ("w", "H"):
+        arrays[name][part][at] = float(s.get(name, 0.0))
+    for name in ("w", "H", "H_se"):
       state[name][kind] = arrays[name]
     group = (lambda a: a[0]) if grouping == "cell_type" else (lambda a: a)
     state["gamma"][kind] = {p: group(arrays["gamma"][p]) for p in ("origin", "ops")}
@@ -77,6 +77,11 @@ def rederive(config, from_dir, workdir):
       kind: {p: np.asarray(hard.rank_score(search.rank_by, state["w"][kind][p],
                                            state["H"][kind][p], state["gamma"][kind][p],
                                            search.grouping)) for p in ("origin", "ops")}
+      for kind in space.cells}
+  state["score_se"] = {
+      kind: {p: np.asarray(hard.score_noise(search.rank_by, state["w"][kind][p],
+                                            state["H_se"][kind][p], search.grouping))
+             for p in ("origin", "ops")}
       for kind in space.cells}
   architecture = space.derive(state, search)
   os.makedirs(workdir, exist_ok=True)

@@ -278,14 +278,23 @@ def test_derivation_keeps_one_input_per_node_by_score():
   score[5, 1], score[4, 0] = 9.0, 3.0           # node 3: relu from 2 is pruned → tanh from 1
   keep[5, 1] = False
   state = {"score": {"rnn": {"ops": score}}, "keep": {"rnn": {"ops": keep}}}
-  genotype = rnn_lm.derive(spec, state, None)
+  genotype, decisions = rnn_lm.derive(spec, state, None)
   assert genotype == {"recurrent": [["sigmoid", 0], ["identity", 1], ["tanh", 1]],
                       "concat": [1, 2, 3]}
+  # Every node kept several pairs: each decision is the rank's, none empty.
+  assert [d["decided_by"] for d in decisions] == ["rank"] * 3
+  assert [d["survivors"] for d in decisions] == [4, 8, 11]
+  only = np.zeros_like(keep)
+  only[0, 2] = only[2, 3] = only[4, 0] = True  # one survivor per node
+  _, decided = rnn_lm.derive(spec, {**state, "keep": {"rnn": {"ops": only}}}, None)
+  assert [d["decided_by"] for d in decided] == ["prior"] * 3
   assert rnn_lm.genotype_literal(genotype) == (
       "Genotype(recurrent=[('sigmoid', 0), ('identity', 1), ('tanh', 1)], "
       "concat=range(1, 4))")
   keep[:, :] = False                            # everything pruned: best pair regardless
-  assert rnn_lm.derive(spec, state, None)["recurrent"][2] == ["relu", 2]
+  pruned, decided = rnn_lm.derive(spec, state, None)
+  assert pruned["recurrent"][2] == ["relu", 2]
+  assert all(d["empty"] and d["decided_by"] == "rank" for d in decided)  # said, not silent
   masks = np.asarray(rnn_lm.genotype_masks(spec, genotype)["rnn"]["ops"][0])
   assert masks.sum() == 3 and masks[0, 2] == masks[2, 3] == masks[4, 0] == 1
   with pytest.raises(ValueError, match="node 2 cannot take"):

@@ -161,28 +161,26 @@ def perplexity(steps, params, arch, masks, stream, bptt, size):
 
 
 def derive(spec, state, arch):
-  """{"recurrent": [[op, from], ...], "concat": [1..N]}: per node its best kept
-  (edge, op) by the rank score, or its best pair if all were pruned."""
+  """{"recurrent": [[op, from], ...], "concat": [1..N]}: per node its one
+  surviving (edge, op) pair (decided by the prior), else its best kept pair by
+  the rank score (decided by rank among several survivors), else, where the
+  prior pruned every pair into the node, its best pair overall (an empty node,
+  decided by rank). Returns (genotype, decisions), one decision per node."""
   score = np.asarray(state["score"][rnn.KIND]["ops"], np.float64)
   keep = np.asarray(state["keep"][rnn.KIND]["ops"], bool)
   del arch
-  recurrent = []
+  recurrent, decisions = [], []
   for node in spec.intermediate:
-    edges = spec.in_edges(node)
-    best = None
-    for use_keep in (True, False):
-      for e in edges:
-        for o in range(len(spec.ops)):
-          if use_keep and not keep[e, o]:
-            continue
-          value = score[e, o] if np.isfinite(score[e, o]) else -np.inf
-          if best is None or value > best[0]:
-            best = (value, e, o)
-      if best is not None:
-        break
-    _, e, o = best
+    pairs = [(e, o) for e in spec.in_edges(node) for o in range(len(spec.ops))]
+    kept = [(e, o) for e, o in pairs if keep[e, o]]
+    pool = kept or pairs
+    value = lambda p: score[p] if np.isfinite(score[p]) else -np.inf
+    e, o = max(pool, key=value)
     recurrent.append([spec.ops[o], spec.edges[e][0]])
-  return {"recurrent": recurrent, "concat": list(spec.intermediate)}
+    decisions.append({"node": node, "op": spec.ops[o], "from": spec.edges[e][0],
+                      "decided_by": "prior" if len(kept) == 1 else "rank",
+                      "survivors": len(kept), "empty": not kept})
+  return {"recurrent": recurrent, "concat": list(spec.intermediate)}, decisions
 
 
 def genotype_literal(genotype):
@@ -220,6 +218,12 @@ def validate(config):
                      f"{config.train.norm!r}")
   if s.origin not in rnn.ORIGINS:
     raise ValueError(f"config.space.origin: expected one of {rnn.ORIGINS}, got {s.origin!r}")
+  if se.get("prune_rule", "entropy") not in hard.PRUNE_RULES:
+    raise ValueError(f"config.search.prune_rule: expected one of {hard.PRUNE_RULES}, got "
+                     f"{se.prune_rule!r}")
+  if se.get("lambda_ramp", "none") not in hard.LAMBDA_RAMPS:
+    raise ValueError(f"config.search.lambda_ramp: expected one of {hard.LAMBDA_RAMPS}, got "
+                     f"{se.lambda_ramp!r}")
   if se.rank_by not in hard.RANK_BY:
     raise ValueError(f"config.search.rank_by: expected one of {hard.RANK_BY}, got "
                      f"{se.rank_by!r}")
@@ -308,10 +312,13 @@ def run(config, workdir: str, log=_log):
     curvature = jax.tree_util.tree_map(lambda v: v / count, curvature)
     jax.block_until_ready(curvature)
     curvature_seconds = time.perf_counter() - t0
+    factor = hard.lambda_factor(config.search.get("lambda_ramp", "none"), round_,
+                                config.search.rounds)
     state, _, _ = hard.hard_update(
-        arch, curvature, state, spec=spec, lambda_w=float(config.search.lambda_w),
+        arch, curvature, state, spec=spec, lambda_w=float(config.search.lambda_w) * factor,
         grouping="cell_type", dependency=config.search.dependency,
-        rank_by=config.search.rank_by, zero_curvature=config.search.zero_curvature)
+        rank_by=config.search.rank_by, zero_curvature=config.search.zero_curvature,
+        prune_rule=config.search.get("prune_rule", "entropy"))
     masks = hard.network_masks(state["keep"], arch)
     arch = _masked(arch, masks)
     kept = int(np.sum(np.asarray(state["keep"][rnn.KIND]["ops"])))
@@ -321,7 +328,17 @@ def run(config, workdir: str, log=_log):
     log(f"round {round_ + 1}: {done} steps in {train_seconds:.1f} s, curvature on "
         f"{count} windows in {curvature_seconds:.1f} s; {kept} of {spec.num_edges * len(spec.ops)}"
         f" (edge, op) pairs kept")
-  genotype = derive(spec, state, arch)
+  genotype, decisions = derive(spec, state, arch)
+  by_prior = sum(d["decided_by"] == "prior" for d in decisions)
+  log(f"derived: {by_prior}/{len(decisions)} nodes decided by the prior, "
+      f"{len(decisions) - by_prior} by rank (search.rank_by)")
+  for d in decisions:
+    if d["empty"]:
+      log(f"  warning: node {d['node']}: the prior pruned every input pair; the rank chose "
+          f"({d['op']}, {d['from']}) (lower search.lambda_w)")
+    elif d["decided_by"] == "rank":
+      log(f"  node {d['node']}: the prior kept {d['survivors']} pairs; the rank chose "
+          f"({d['op']}, {d['from']})")
   export.write_json(os.path.join(workdir, "genotype.json"), genotype)
   with open(os.path.join(workdir, "genotype.txt"), "w", encoding="utf-8") as f:
     f.write(genotype_literal(genotype) + "\n")
@@ -349,6 +366,8 @@ def run(config, workdir: str, log=_log):
   ppl = perplexity(cell_steps, params, ones, derived_masks, valid, config.input.bptt, size)
   log(f"valid perplexity of the derived cell after {total} steps: {ppl:.1f}")
   summary = {"genotype": genotype, "genotype_literal": genotype_literal(genotype),
+             "decided_by_prior": by_prior, "decided_by_rank": len(decisions) - by_prior,
+             "empty_nodes": sum(d["empty"] for d in decisions), "decisions": decisions,
              "valid_perplexity_initial": round(ppl_initial, 2),
              "valid_perplexity": round(ppl, 2), "derived_cell_steps": total,
              "rounds": rounds, "seconds": round(time.perf_counter() - start, 1),
@@ -444,6 +463,8 @@ def train_cell(config, workdir: str, log=_log):
   valid_ppl = perplexity(steps, final, ones, masks, valid, config.input.bptt, size)
   test_ppl = perplexity(steps, final, ones, masks, test, config.input.bptt, size)
   summary = {"genotype": genotype, "genotype_literal": genotype_literal(genotype),
+             "decided_by_prior": by_prior, "decided_by_rank": len(decisions) - by_prior,
+             "empty_nodes": sum(d["empty"] for d in decisions), "decisions": decisions,
              "valid_perplexity": round(valid_ppl, 2), "test_perplexity": round(test_ppl, 2),
              "valid_perplexity_by_epoch": [round(math.exp(v), 2) for v in history],
              "asgd_from_epoch": asgd_from,
