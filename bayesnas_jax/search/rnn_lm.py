@@ -463,8 +463,6 @@ def train_cell(config, workdir: str, log=_log):
   valid_ppl = perplexity(steps, final, ones, masks, valid, config.input.bptt, size)
   test_ppl = perplexity(steps, final, ones, masks, test, config.input.bptt, size)
   summary = {"genotype": genotype, "genotype_literal": genotype_literal(genotype),
-             "decided_by_prior": by_prior, "decided_by_rank": len(decisions) - by_prior,
-             "empty_nodes": sum(d["empty"] for d in decisions), "decisions": decisions,
              "valid_perplexity": round(valid_ppl, 2), "test_perplexity": round(test_ppl, 2),
              "valid_perplexity_by_epoch": [round(math.exp(v), 2) for v in history],
              "asgd_from_epoch": asgd_from,
