@@ -145,3 +145,27 @@ def test_nb201_decisions_count_prior_and_rank_and_rate_margins():
   # No noise measured: no margin.
   _, quiet = _state(score, np.zeros((6, 4)), keep, before)
   assert all(d["margin"] is None for d in nb201.decisions(quiet, _search_config(), spec))
+
+
+def test_darts_decisions_count_nodes_the_prior_left_exact():
+  from configs import darts_cifar10_search  # pylint: disable=import-outside-toplevel
+  from bayesnas_jax.spaces import darts, darts_space  # pylint: disable=import-outside-toplevel
+  config = darts_cifar10_search.get_config()
+  spec = darts.cell_spec(config.space)
+  keep = {kind: np.zeros((spec.num_edges, len(spec.ops)), bool) for kind in ("normal", "reduce")}
+  # normal node 2: exactly two edges with one op each; node 3: three survivors;
+  # node 4: two ops on one edge; node 5: nothing.
+  e = {edge: i for i, edge in enumerate(spec.edges)}
+  keep["normal"][e[(0, 2)], 1] = keep["normal"][e[(1, 2)], 0] = True
+  keep["normal"][e[(0, 3)], 1] = keep["normal"][e[(1, 3)], 2] = True
+  keep["normal"][e[(2, 3)], 3] = True
+  keep["normal"][e[(2, 4)], 1] = keep["normal"][e[(2, 4)], 2] = True
+  state = {"gamma": {k: {"ops": np.ones_like(v, float)} for k, v in keep.items()},
+           "keep": {k: {"ops": v} for k, v in keep.items()}}
+  search = ml_collections.ConfigDict(dict(grouping="cell_type", top_k=2))
+  genotype = {"normal": [], "reduce": []}
+  decided = darts_space.decisions(config.space, genotype, state, search)
+  normal = [d for d in decided if d["edge"].startswith("normal")]
+  assert [d["decided_by"] for d in normal] == ["prior", "rank", "rank", "rank"]
+  assert [d["empty"] for d in normal] == [False, False, False, True]
+  assert all(d["empty"] for d in decided if d["edge"].startswith("reduce"))

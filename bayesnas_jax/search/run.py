@@ -228,8 +228,12 @@ def _log_decisions(summary, log):
   log(f"derived: {summary['decided_by_prior']}/{total} decisions made by the prior, "
       f"{summary['decided_by_rank']} by rank (search.rank_by) among several survivors")
   for d in summary.get("decisions", []):
-    if d["decided_by"] == "rank":
-      log(f"  {d['edge']}: the prior kept {', '.join(d['survivors'])}; rank chose {d['op']}")
+    if d.get("empty"):
+      log(f"  warning: {d['edge']}: the prior pruned every input; {d['op']}")
+    elif d["decided_by"] == "rank":
+      kept = d["survivors"]
+      shown = ", ".join(kept[:4]) + (f", … ({len(kept)} in all)" if len(kept) > 4 else "")
+      log(f"  {d['edge']}: the prior kept {shown}; rank chose {d['op']}")
     if d.get("inside_noise"):
       log(f"  {d['edge']}: {d['op']} is inside the noise (margin {d['margin']:.2f} s.e.); "
           f"another run may decide otherwise")

@@ -111,7 +111,34 @@ def write(space_config, workdir, genotype, prior_state, search_config):
                       group_keep(prior_state["keep"][kind]["ops"], search_config.grouping),
                       spec, os.path.join(plots, f"{kind}_gamma"),
                       f"{kind} cell: prior variance γ")
-  return {"derived_edges": {kind: len(genotype[kind]) for kind in darts.CELL_TYPES}}
+  decided = decisions(space_config, genotype, prior_state, search_config)
+  by_prior = sum(d["decided_by"] == "prior" for d in decided)
+  return {"derived_edges": {kind: len(genotype[kind]) for kind in darts.CELL_TYPES},
+          "decided_by_prior": by_prior, "decided_by_rank": len(decided) - by_prior,
+          "decisions": decided}
+
+
+def decisions(space_config, genotype, prior_state, search_config):
+  """Per cell type and intermediate node: decided by the prior when the prune
+  rule left exactly the derived inputs (top_k edges, one op each), else by
+  rank (`search.rank_by`) among more survivors, or on an empty node."""
+  spec = darts.cell_spec(space_config)
+  out = []
+  for kind in darts.CELL_TYPES:
+    if kind not in prior_state["gamma"]:
+      continue
+    keep = np.reshape(group_keep(prior_state["keep"][kind]["ops"], search_config.grouping),
+                      (spec.num_edges, len(spec.ops)))
+    for node in spec.intermediate:
+      survivors = [f"{spec.ops[o]} {spec.edges[e][0]}->{node}" for e in spec.in_edges(node)
+                   for o in range(len(spec.ops)) if keep[e, o]]
+      chosen = [f"{op} {j}->{k}" for op, j, k in genotype[kind] if k == node]
+      exact = (len(survivors) == int(search_config.top_k)
+               and len({x.split()[1] for x in survivors}) == len(survivors))
+      out.append({"edge": f"{kind} node {node}", "op": ", ".join(chosen) or "none",
+                  "decided_by": "prior" if exact else "rank", "survivors": survivors,
+                  "empty": not survivors, "margin": None})
+  return out
 
 
 def random_genotype(space_config, rng, k=2):
