@@ -372,7 +372,7 @@ def write(workdir, architecture, prior_state, search_config, spec: CellSpec):
   export.plot_cell(cell, os.path.join(plots, "cell"),
                    f"BayesNAS NB201 cell\n{text}\n{by_prior}/6 edges decided by the prior; "
                    f"margins (s.e.): " + ", ".join(
-                       f"{d['edge']} {d['margin']:.1f}" if d["margin"] is not None
+                       f"{d['edge']} {d['margin']:.3g}" if d["margin"] is not None
                        else f"{d['edge']} -" for d in decided)
                    + (f"; inside the noise: {', '.join(shaky)}" if shaky else ""),
                    num_inputs=1)
