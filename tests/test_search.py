@@ -183,8 +183,13 @@ def test_darts_search_reproduces_the_recorded_result(tmp_path):
   result = _read(workdir, "architecture.json")
   assert _read(workdir, "genotype.json") == _read(os.path.join(ROOT, "tests", "data"),
                                                   "darts_tiny_genotype.json")
-  assert {k: v for k, v in result.items() if k != "rounds"} == {
+  assert {k: v for k, v in result.items() if k in recorded and k != "rounds"} == {
       k: v for k, v in recorded.items() if k != "rounds"}
+  # Added since that commit: how the derivation was decided (per node of each
+  # cell type; γ ranking over groups that all survived: every node by rank).
+  assert result["decided_by_prior"] + result["decided_by_rank"] == 8
+  assert [d["decided_by"] for d in result["decisions"]].count("prior") == (
+      result["decided_by_prior"])
   assert len(result["rounds"]) == len(recorded["rounds"]) == 2
   for ours, theirs in zip(result["rounds"], recorded["rounds"]):
     assert [s["name"] for s in ours["scalars"]] == [s["name"] for s in theirs["scalars"]]
