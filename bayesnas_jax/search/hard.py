@@ -77,7 +77,6 @@ def init_prior(arch, grouping):
   gamma = jax.tree_util.tree_map(ones, arch)
   return {"gamma": gamma, "omega": gamma, "score": gamma,
           "score_se": jax.tree_util.tree_map(jnp.zeros_like, gamma),
-          "evidence": gamma,
           "keep": jax.tree_util.tree_map(lambda g: jnp.ones(g.shape, bool), gamma),
           "alive_before": jax.tree_util.tree_map(lambda g: jnp.ones(g.shape, bool), gamma)}
 
@@ -143,8 +142,8 @@ def hard_update(arch, curvature, state, *, spec, lambda_w: float, grouping: str,
   if curvature_se is None:
     curvature_se = jax.tree_util.tree_map(jnp.zeros_like, curvature)
   specs = dict(spec) if not isinstance(spec, CellSpec) else {kind: spec for kind in arch}
-  new_state = {"gamma": {}, "omega": {}, "score": {}, "score_se": {}, "evidence": {},
-               "keep": {}, "alive_before": {}}
+  new_state = {"gamma": {}, "omega": {}, "score": {}, "score_se": {}, "keep": {},
+               "alive_before": {}}
   records = {}
   clamped = 0
   lambdas = {"origin": lambda_w_origin or lambda_w, "ops": lambda_w}
@@ -206,7 +205,6 @@ def hard_update(arch, curvature, state, *, spec, lambda_w: float, grouping: str,
       se = score_noise(rank_by, w[part], curvature_se[kind][part], grouping)
       new_state["gamma"][kind][part] = gammas[part]
       new_state["score_se"][kind][part] = se
-      new_state["evidence"][kind][part] = evidence[part]
       new_state["alive_before"][kind][part] = state["keep"][kind][part]
       new_state["omega"][kind][part] = upd[part].omega
       new_state["score"][kind][part] = score
