@@ -79,7 +79,9 @@ def validate(config):
       _number(config, f"search.{field}", 0)
   if "retrain_between_rounds" in search:
     _positive_int(config, "search.retrain_between_rounds", allow_zero=True)
-  if search.get("curvature_source", "recursion") != "recursion":
+  if "curvature_samples" in search:
+    _positive_int(config, "search.curvature_samples")
+  if search.get("curvature_source", "recursion") in ("exact", "ggn"):
     _need(search.curvature_pass == "after", "search.curvature_pass",
           "'after' with curvature_source exact or ggn (one pass per scalar, on the "
           "curvature_batches after the round)", search.curvature_pass)

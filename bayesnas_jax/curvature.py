@@ -179,3 +179,57 @@ def softmax_ggn_diagonal(logits_fn: Callable, params: Any, *args, wrt=None,
     return jnp.mean(jnp.sum(probs * jnp.square(jac), axis=-1) - jnp.square(mean))
 
   return _flat_entries(entry, params, wrt, chunk)
+
+
+def sampled_ggn_from_vjp(vjp_fn: Callable, logits, key, samples: int = 1):
+  """The sampled-label estimate of a Gauss–Newton diagonal from one VJP.
+
+  `vjp_fn(u)` maps a cotangent u [B, K] of the logits to the cotangent of the
+  parameters (any pytree), i.e. u ↦ Jᵀu, and `logits` [B, K] are the logits of
+  a mean softmax cross-entropy. For labels ŷ_b drawn from the model's own
+  prediction p_b, u_b = p_b − e_ŷ_b has mean 0 and covariance diag p_b − p_b p_bᵀ,
+  and the u_b are independent, so
+
+      E[(Jᵀu)_i²] = Σ_b J_ibᵀ (diag p_b − p_b p_bᵀ) J_ib = B · G_ii,
+
+  the cross-example terms having zero mean even when batch norm couples the
+  examples (J carries that coupling). The estimate is (Jᵀu)²/B averaged over
+  `samples` independent draws: unbiased, never negative, one backward pass per
+  draw whatever the number of parameters. For one draw (Jᵀu)_i is a sum of B
+  zero-mean terms, so the estimate is close to G_ii·χ²₁: its relative standard
+  deviation is about √(2/samples) per batch, and averaging over K batches
+  divides it by √K.
+  """
+  if jnp.ndim(logits) != 2:
+    raise ValueError(f"sampled_ggn_from_vjp: logits must be [batch, classes], got shape "
+                     f"{jnp.shape(logits)}")
+  if int(samples) < 1:
+    raise ValueError(f"sampled_ggn_from_vjp: samples must be >= 1, got {samples}")
+  logits = jax.lax.stop_gradient(logits)
+  batch, classes = logits.shape
+  probs = jax.nn.softmax(logits, axis=-1)
+  labels = jax.random.categorical(key, logits, axis=-1, shape=(int(samples), batch))
+  cotangents = probs[None] - jax.nn.one_hot(labels, classes, dtype=probs.dtype)
+  if int(samples) == 1:
+    grads = jax.tree_util.tree_map(lambda g: g[None], vjp_fn(cotangents[0]))
+  else:
+    grads = jax.vmap(vjp_fn)(cotangents)
+  return jax.tree_util.tree_map(lambda g: jnp.mean(jnp.square(g), axis=0) / batch, grads)
+
+
+def sampled_ggn_diagonal(logits_fn: Callable, params: Any, key, *args, wrt=None,
+                         samples: int = 1):
+  """An unbiased estimate of `softmax_ggn_diagonal` at the cost of one forward
+  and `samples` backward passes, whatever the number of entries.
+
+  `logits_fn(params, *args)` returns logits [B, K]; `wrt` selects a subtree as
+  in `exact_diagonal`; `key` draws the labels. See `sampled_ggn_from_vjp` for
+  the estimator and its variance; like the exact one, it differentiates
+  through batch norm's batch statistics.
+  """
+  get, put = _select(params, wrt)
+  logits, vjp_fn = jax.vjp(lambda sub: logits_fn(put(params, sub), *args), get(params))
+  if jnp.ndim(logits) != 2:
+    raise ValueError(f"sampled_ggn_diagonal: logits_fn must return [batch, classes], got "
+                     f"shape {jnp.shape(logits)}")
+  return sampled_ggn_from_vjp(lambda u: vjp_fn(u)[0], logits, key, samples)

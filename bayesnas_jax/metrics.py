@@ -79,3 +79,37 @@ class Progress:
       self.stream.write(line + "\n")
     self.stream.flush()
     return rate
+
+
+class NonFiniteError(ValueError):
+  """A loss, gradient norm or curvature turned NaN or infinite during a run."""
+
+
+class FiniteWatch:
+  """Checks per-step device values (loss, gradient norm, curvature) for NaN and
+  infinity, many steps in one transfer: `add` keeps the step's arrays on the
+  device, `check` fetches everything added since the last check and raises
+  `NonFiniteError` naming the phase, the first bad step and the value. Call
+  `check` before anything is saved or written, so a non-finite run leaves no
+  checkpoint or result behind it."""
+
+  def __init__(self):
+    self._pending = []
+
+  def add(self, phase: str, step: int, values: dict):
+    self._pending.append((phase, step, values))
+
+  def check(self, hint: str = ""):
+    if not self._pending:
+      return
+    import jax  # pylint: disable=import-outside-toplevel
+    pending, self._pending = self._pending, []
+    fetched = jax.device_get([values for _, _, values in pending])
+    for (phase, step, _), values in zip(pending, fetched):
+      for name, value in values.items():
+        leaves = [np.asarray(v) for v in jax.tree_util.tree_leaves(value)]
+        if not all(np.all(np.isfinite(v)) for v in leaves):
+          shown = float(leaves[0].ravel()[0]) if leaves and leaves[0].size == 1 else "NaN/inf"
+          raise NonFiniteError(
+              f"{phase}: the {name} turned non-finite ({shown}) at step {step + 1}; "
+              f"stopped, nothing written{'; ' + hint if hint else ''}")

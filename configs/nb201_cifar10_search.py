@@ -50,6 +50,10 @@ def get_config(arg=None):
   config.search.rank_by = "saliency"
   config.search.prune_rule = "evidence"
   config.search.lambda_w = 0.002
+  # The sampled GGN on every batch of the round, four label draws each: 93.66
+  # (sd 0.44) on the same ten searches where the exact GGN on 10 batches gave
+  # 93.76 (0.47), at a quarter of its cost per round (QUALITY.md, BENCHMARKS.md).
+  config.search.curvature_samples = 4
   config.input.batch_size = 64
   # Quality benchmark protocol (`python -m launch.quality`): NB201's short
   # protocol, 12 epochs of configs/nb201_cifar10_eval.py at the search's size.

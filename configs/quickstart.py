@@ -22,7 +22,6 @@ def get_config(arg=None):
   config.space.stem_multiplier = 2
   config.space.remat = False  # Small enough to keep activations; compiles faster.
   config.search.rounds = 1
-  config.search.curvature_batches = 2  # GGN: one pass per scalar (252 here) and batch
   config.search.learning_rate = 0.05
   config.search.weight_decay = 3e-4
   config.retrain.epochs = 1

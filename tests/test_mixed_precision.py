@@ -41,7 +41,8 @@ def _gamma_and_genotype(dtype, batch):
   space = spaces.make(config.space)
   state = initial_state(config, space, jax.random.PRNGKey(0), (8, 8, 3))
   _, _, curvature_step, _ = objective.make_steps(config, space)
-  _, curvature = curvature_step(state["params"], batch, state["masks"])
+  _, curvature = curvature_step(state["params"], batch, state["masks"],
+                                  jax.random.PRNGKey(0))
   spec = darts.cell_spec(config.space)
   new_state, _, _ = hard.hard_update(
       state["params"]["arch"], curvature, state["prior"], spec=spec, lambda_w=0.01,

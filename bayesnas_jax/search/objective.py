@@ -13,16 +13,20 @@ import jax.numpy as jnp
 import optax
 
 from bayesnas_jax import nn
-from bayesnas_jax.curvature import exact_diagonal, softmax_ggn_diagonal, value_grad_curvature
+from bayesnas_jax.curvature import (exact_diagonal, sampled_ggn_from_vjp, softmax_ggn_diagonal,
+                                    value_grad_curvature)
 from bayesnas_jax.data import augment
 
 # Where the curvature of the architecture scalars comes from (SPEC §7):
 # "recursion" — the one-pass diagonal rule (SPEC §5; BN statistics held fixed);
 # "exact" — the Hessian diagonal by Hessian-vector products; "ggn" — the exact
-# Gauss–Newton diagonal by one Jacobian-vector product per scalar. The exact
-# ones differentiate through batch norm's batch statistics and cost one pass
-# per scalar, CURVATURE_CHUNK scalars at a time.
-CURVATURE_SOURCES = ("recursion", "exact", "ggn")
+# Gauss–Newton diagonal by one Jacobian-vector product per scalar; "sampled" —
+# an unbiased estimate of that Gauss–Newton diagonal from the gradient at labels
+# drawn from the model's own prediction (`search.curvature_samples` backward
+# passes per batch, whatever the number of scalars). "exact" and "ggn" cost one
+# pass per scalar, CURVATURE_CHUNK scalars at a time; all three but "recursion"
+# differentiate through batch norm's batch statistics.
+CURVATURE_SOURCES = ("recursion", "exact", "ggn", "sampled")
 CURVATURE_CHUNK = 32
 _NORM_EPS = 1e-20  # keeps ∂‖w‖/∂w finite at w = 0 (pruned scalars)
 
@@ -88,16 +92,21 @@ def _cast(tree, dtype):
       lambda x: nn.structural(lambda v: v.astype(dtype), x), tree, is_leaf=nn.is_probed)
 
 
-def data_loss(space, weights, arch, images, labels, masks, compute_dtype="float32"):
-  """E_D: mean cross-entropy of the search network `space.apply` (a
-  `SearchSpace`). With compute_dtype "bfloat16" the network runs in bf16
-  (weights, scalars, activations) while the loss, its gradients and the
-  curvature come back in float32."""
+def network_logits(space, weights, arch, images, masks, compute_dtype="float32"):
+  """The float32 logits of the search network `space.apply` (a `SearchSpace`).
+  With compute_dtype "bfloat16" the network runs in bf16 (weights, scalars,
+  activations) while the logits, and so the loss, its gradients and the
+  curvature, come back in float32."""
   if compute_dtype != "float32":
     dtype = COMPUTE_DTYPES[compute_dtype]
     weights, arch, images = _cast(weights, dtype), _cast(arch, dtype), images.astype(dtype)
   logits = space.apply(weights, arch, images, masks)
-  logits = nn.structural(lambda v: v.astype(jnp.float32), logits)
+  return nn.structural(lambda v: v.astype(jnp.float32), logits)
+
+
+def data_loss(space, weights, arch, images, labels, masks, compute_dtype="float32"):
+  """E_D: mean cross-entropy of the search network; returns (loss, logits)."""
+  logits = network_logits(space, weights, arch, images, masks, compute_dtype)
   loss = nn.softmax_cross_entropy(logits, labels)
   return loss, nn.value_of(logits)
 
@@ -156,8 +165,9 @@ def _build_steps(config, space):
   SGD step on eq. 21 (`penalty` = (λ, per-group ω): see `penalty_weights`) and returns (params, opt_state, metrics, curvature), the
   curvature of E_D w.r.t. the architecture scalars when
   `search.curvature_pass == "during"` (else None); arch_scale = 0 freezes the architecture scalars (weights
-  warm-up, retraining a derived cell). curvature_step(params, batch, masks)
-  returns (E_D, H of E_D w.r.t. the architecture scalars). eval_step returns
+  warm-up, retraining a derived cell). curvature_step(params, batch, masks, key)
+  returns (E_D, H of E_D w.r.t. the architecture scalars; `key` draws the labels
+  of the "sampled" source). eval_step returns
   (loss, accuracy).
   """
   search, inputs = config.search, config.input
@@ -182,7 +192,37 @@ def _build_steps(config, space):
     params["arch"] = jax.tree_util.tree_map(lambda w, m: w * m, params["arch"], masks)
     return params, opt_state
 
-  if search.curvature_pass == "during":
+  source = search.get("curvature_source", "recursion")
+  if source not in CURVATURE_SOURCES:
+    raise ValueError(f"config.search.curvature_source: expected one of {CURVATURE_SOURCES}, "
+                     f"got {source!r}")
+  samples = int(search.get("curvature_samples", 1))
+
+  if search.curvature_pass == "during" and source == "sampled":
+    # One forward pass; the backward pass at the true labels gives the gradient
+    # of eq. 21, and `samples` more at labels drawn from the model give the
+    # sampled Gauss–Newton diagonal of E_D w.r.t. the architecture scalars (the
+    # weights' part of those passes is never used, so XLA drops it).
+    @jax.jit
+    def train_step(params, opt_state, batch, key, penalty, masks, arch_scale):
+      # The same augmentation as the other train steps: the weights follow the
+      # same path whichever source measures the curvature.
+      images = prepare_images(batch["image"], key, inputs, train=True)
+      label_key = jax.random.fold_in(key, 1)
+      logits, vjp_fn = jax.vjp(
+          lambda p: network_logits(space, p["weights"], p["arch"], images, masks,
+                                   search.compute_dtype), params)
+      loss, dlogits = jax.value_and_grad(nn.softmax_cross_entropy)(logits, batch["label"])
+      (grads,) = vjp_fn(dlogits)
+      curvature = sampled_ggn_from_vjp(lambda u: vjp_fn(u)[0]["arch"], logits, label_key,
+                                       samples)
+      penalty_grads = jax.grad(penalties)(params, penalty)
+      grads = jax.tree_util.tree_map(jnp.add, grads, penalty_grads)
+      metrics = {"loss": loss, "accuracy": _accuracy(logits, batch["label"]),
+                 "grad_norm": optax.global_norm(grads)}
+      params, opt_state = apply_update(params, opt_state, grads, masks, arch_scale)
+      return params, opt_state, metrics, curvature
+  elif search.curvature_pass == "during":
     # One pass gives the gradient of eq. 21 and the curvature of E_D w.r.t. the
     # architecture scalars: the curvature is accumulated while training.
     @jax.jit
@@ -198,8 +238,9 @@ def _build_steps(config, space):
           probe_mask={"weights": False, "arch": True})
       penalty_grads = jax.grad(penalties)(params, penalty)
       grads = jax.tree_util.tree_map(jnp.add, grads, penalty_grads)
+      metrics = {"loss": loss, "accuracy": _accuracy(logits, batch["label"]),
+                 "grad_norm": optax.global_norm(grads)}
       params, opt_state = apply_update(params, opt_state, grads, masks, arch_scale)
-      metrics = {"loss": loss, "accuracy": _accuracy(logits, batch["label"])}
       return params, opt_state, metrics, curvature["arch"]
   else:
     @jax.jit
@@ -207,16 +248,12 @@ def _build_steps(config, space):
       images = prepare_images(batch["image"], key, inputs, train=True)
       grads, (loss, accuracy) = jax.grad(objective, has_aux=True)(
           params, images, batch["label"], penalty, masks)
+      metrics = {"loss": loss, "accuracy": accuracy, "grad_norm": optax.global_norm(grads)}
       params, opt_state = apply_update(params, opt_state, grads, masks, arch_scale)
-      return params, opt_state, {"loss": loss, "accuracy": accuracy}, None
-
-  source = search.get("curvature_source", "recursion")
-  if source not in CURVATURE_SOURCES:
-    raise ValueError(f"config.search.curvature_source: expected one of {CURVATURE_SOURCES}, "
-                     f"got {source!r}")
+      return params, opt_state, metrics, None
 
   @jax.jit
-  def curvature_step(params, batch, masks):
+  def curvature_step(params, batch, masks, key):
     images = prepare_images(batch["image"], None, inputs, train=False)
 
     def loss_of_arch(arch):
@@ -227,11 +264,15 @@ def _build_steps(config, space):
       loss, _, curvature = value_grad_curvature(loss_of_arch, params["arch"],
                                                 mode=search.curvature_mode)
       return loss, curvature
+    logits_of_arch = lambda arch: network_logits(space, params["weights"], arch, images,
+                                                 masks, search.compute_dtype)
+    if source == "sampled":
+      logits, vjp_fn = jax.vjp(logits_of_arch, params["arch"])
+      loss = nn.softmax_cross_entropy(logits, batch["label"])
+      return loss, sampled_ggn_from_vjp(lambda u: vjp_fn(u)[0], logits, key, samples)
     loss = loss_of_arch(params["arch"])
     if source == "exact":
       return loss, exact_diagonal(loss_of_arch, params["arch"], chunk=CURVATURE_CHUNK)
-    logits_of_arch = lambda arch: data_loss(space, params["weights"], arch, images,
-                                            batch["label"], masks, search.compute_dtype)[1]
     return loss, softmax_ggn_diagonal(logits_of_arch, params["arch"], chunk=CURVATURE_CHUNK)
 
   @jax.jit

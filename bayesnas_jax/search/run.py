@@ -24,7 +24,7 @@ import numpy as np
 from bayesnas_jax import data as data_lib
 from bayesnas_jax import spaces
 from bayesnas_jax.checkpoints import Checkpointer
-from bayesnas_jax.metrics import MetricWriter, Progress
+from bayesnas_jax.metrics import FiniteWatch, MetricWriter, Progress
 from bayesnas_jax.parallel import data_parallel
 from bayesnas_jax.parallel import global_batch as _global_batch
 from bayesnas_jax.search import hard, objective, report
@@ -146,6 +146,8 @@ def run_search(config, workdir: str, log=print, space=None):
   batch_size = config.input.batch_size
   stop_after = config.get("stop_after_steps", 0)
   steps_this_launch = 0
+  watch = FiniteWatch()
+  hint = "lower search.learning_rate or check the data"
   try:
     while position["phase"] < len(phases):
       index = position["phase"]
@@ -162,6 +164,8 @@ def run_search(config, workdir: str, log=print, space=None):
       if kind in ("retrain", "step5"):
         penalty = (jnp.zeros_like(penalty[0]), penalty[1])
       if kind == "update":
+        watch.add(label, 0, {"curvature": state["curvature_sum"]})
+        watch.check(hint)
         state = _update(state, config, space, round_, workdir, log)
         if round_ < config.search.rounds - 1 and config.search.get("retrain_between_rounds", 0):
           state = step5_reset(state, optimizer)
@@ -183,11 +187,15 @@ def run_search(config, workdir: str, log=print, space=None):
                       and phases[index + 1][0] == "update" and (k == 0 or step >= steps - k))
         state, metrics = _step(kind, state, batch, key, train_step, curvature_step,
                                eval_step, accumulate, penalty)
+        watch.add(label, step, {k: metrics[k] for k in ("loss", "grad_norm") if k in metrics})
         position["step"] += 1
         position["global_step"] += 1
         steps_this_launch += 1
         done = position["step"]
         log_now = done % config.log_every_steps == 0 or done == steps
+        if log_now or done == steps or done % config.checkpoint_every_steps == 0 or (
+            stop_after and steps_this_launch >= stop_after):
+          watch.check(hint)
         if log_now and metrics:
           metrics = jax.device_get(metrics)
           rate = progress.update(done, metrics, force=True)
@@ -267,7 +275,7 @@ def _step(kind, state, batch, key, train_step, curvature_step, eval_step, accumu
       state = _accumulate(state, curvature)
     return state, metrics
   if kind == "curvature":
-    loss, curvature = curvature_step(state["params"], batch, state["masks"])
+    loss, curvature = curvature_step(state["params"], batch, state["masks"], key)
     return _accumulate(state, curvature), {"loss": loss}
   loss, accuracy = eval_step(state["params"], batch, state["masks"])
   n = batch["label"].shape[0]
