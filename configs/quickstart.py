@@ -22,6 +22,9 @@ def get_config(arg=None):
   config.space.stem_multiplier = 2
   config.space.remat = False  # Small enough to keep activations; compiles faster.
   config.search.rounds = 1
+  # The sampled curvature on the last half of the round's 90 batches: its phase,
+  # compilation included, stays under the training phase's.
+  config.search.curvature_batches = 45
   config.search.learning_rate = 0.05
   config.search.weight_decay = 3e-4
   config.retrain.epochs = 1
