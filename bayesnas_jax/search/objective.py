@@ -219,7 +219,7 @@ def _build_steps(config, space):
       penalty_grads = jax.grad(penalties)(params, penalty)
       grads = jax.tree_util.tree_map(jnp.add, grads, penalty_grads)
       metrics = {"loss": loss, "accuracy": _accuracy(logits, batch["label"]),
-                 "grad_norm": optax.global_norm(grads)}
+                 "grad_norm": optax.tree.norm(grads)}
       params, opt_state = apply_update(params, opt_state, grads, masks, arch_scale)
       return params, opt_state, metrics, curvature
   elif search.curvature_pass == "during":
@@ -239,7 +239,7 @@ def _build_steps(config, space):
       penalty_grads = jax.grad(penalties)(params, penalty)
       grads = jax.tree_util.tree_map(jnp.add, grads, penalty_grads)
       metrics = {"loss": loss, "accuracy": _accuracy(logits, batch["label"]),
-                 "grad_norm": optax.global_norm(grads)}
+                 "grad_norm": optax.tree.norm(grads)}
       params, opt_state = apply_update(params, opt_state, grads, masks, arch_scale)
       return params, opt_state, metrics, curvature["arch"]
   else:
@@ -248,7 +248,7 @@ def _build_steps(config, space):
       images = prepare_images(batch["image"], key, inputs, train=True)
       grads, (loss, accuracy) = jax.grad(objective, has_aux=True)(
           params, images, batch["label"], penalty, masks)
-      metrics = {"loss": loss, "accuracy": accuracy, "grad_norm": optax.global_norm(grads)}
+      metrics = {"loss": loss, "accuracy": accuracy, "grad_norm": optax.tree.norm(grads)}
       params, opt_state = apply_update(params, opt_state, grads, masks, arch_scale)
       return params, opt_state, metrics, None
 
