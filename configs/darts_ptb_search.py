@@ -71,6 +71,9 @@ def get_config(arg=None):
   config.search.steps_per_round = 0  # > 0: stop a round early (reduced runs)
   config.search.lambda_w = 0.17
   config.search.arch_learning_rate = 3e-3  # Adam on the scalars (DARTS's optimiser)
+  # adam: the L1 term through Adam with the data gradient (as written) | decoupled:
+  # Adam on the data gradient, the L1 term a proximal step of lr·λ_w·ω per step.
+  config.search.penalty_update = "adam"
   config.search.curvature_windows = 10
   config.search.curvature_mode = "ggn"
   config.search.horizon = 35  # τ: curvature through time reaches back at most τ − 1 steps

@@ -110,13 +110,22 @@ class Steps:
                                   optax.sgd(t.learning_rate))
     self.arch_opt = optax.adam(config.search.arch_learning_rate)
     lambda_w = float(config.search.lambda_w)
+    # "adam": the L1 term goes through Adam with the data gradient (eq. 3.15 as
+    # written); under the nodes' batch norm the data gradient along a node's
+    # common scale is 0, so Adam moves every scalar by about its learning rate
+    # per step towards 0 whatever λ_w is. "decoupled": Adam sees the data
+    # gradient alone and the L1 term is a proximal step of size lr·λ_w·ω per
+    # step, so one round shrinks a scalar by at most steps·lr·λ_w·ω.
+    penalty_update = config.search.get("penalty_update", "adam")
+    decoupled = train_arch and penalty_update == "decoupled"
+    arch_lr = float(config.search.arch_learning_rate)
 
     def objective(params, arch, masks, omega, inputs, targets, h, key):
       data, h_new = lm_loss(params, _masked(arch, masks)[rnn.KIND], inputs, targets, h, spec,
                             s, rates, key)
       total = data + t.weight_decay * sum(jnp.sum(jnp.square(w))
                                           for w in jax.tree_util.tree_leaves(params))
-      if train_arch:
+      if train_arch and not decoupled:
         total = total + lambda_w * sparsity_penalty(arch, omega, "cell_type")
       return total, (data, h_new)
 
@@ -129,7 +138,12 @@ class Steps:
       params = optax.apply_updates(params, jax.tree_util.tree_map(lambda u: u * scale, updates))
       if train_arch:
         updates, opt_a = self.arch_opt.update(g_a, opt_a, arch)
-        arch = _masked(optax.apply_updates(arch, updates), masks)
+        arch = optax.apply_updates(arch, updates)
+        if decoupled:
+          arch = jax.tree_util.tree_map(
+              lambda w, o: jnp.sign(w) * jnp.maximum(jnp.abs(w) - arch_lr * lambda_w * o, 0.0),
+              arch, omega)
+        arch = _masked(arch, masks)
       return params, arch, opt_w, opt_a, data, h_new
 
     @jax.jit
@@ -218,6 +232,9 @@ def validate(config):
                      f"{config.train.norm!r}")
   if s.origin not in rnn.ORIGINS:
     raise ValueError(f"config.space.origin: expected one of {rnn.ORIGINS}, got {s.origin!r}")
+  if se.get("penalty_update", "adam") not in ("adam", "decoupled"):
+    raise ValueError(f"config.search.penalty_update: expected 'adam' or 'decoupled', got "
+                     f"{se.penalty_update!r}")
   if se.get("prune_rule", "entropy") not in hard.PRUNE_RULES:
     raise ValueError(f"config.search.prune_rule: expected one of {hard.PRUNE_RULES}, got "
                      f"{se.prune_rule!r}")
