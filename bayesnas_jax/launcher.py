@@ -119,7 +119,7 @@ def run_guarded(work) -> int:
       raise
     print(f"stopped: {err}; relaunch the same command to resume", file=sys.stderr)
     return 3
-  except (ValueError, KeyError, DataNotFoundError) as err:
+  except (ValueError, KeyError, DataNotFoundError, FileNotFoundError) as err:
     # One line: a missing dataset's list of places tried is joined into it.
     message = " ".join(line.strip() for line in str(err).strip("'\"").splitlines())
     print(f"error: {message}", file=sys.stderr)

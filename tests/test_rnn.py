@@ -401,3 +401,14 @@ def test_decoupled_penalty_is_a_proximal_step_after_adam():
   flat = lambda t: np.concatenate([np.ravel(x) for x in jax.tree_util.tree_leaves(t)])
   assert np.sum(flat(decoupled) == 0) > 0  # the smallest scalars stop at exactly 0
   assert np.max(np.abs(flat(written) - flat(decoupled))) > 1e-4
+
+
+def test_missing_corpus_folder_is_one_line(tmp_path, capsys):
+  from configs import darts_ptb_search  # pylint: disable=import-outside-toplevel
+  from bayesnas_jax import launcher  # pylint: disable=import-outside-toplevel
+  config = darts_ptb_search.get_config("cpu")
+  config.data.path = str(tmp_path / "nowhere")
+  assert launcher.main(config, str(tmp_path / "run")) == 2
+  err = capsys.readouterr().err.strip().splitlines()
+  assert len(err) == 1 and err[0].startswith("error: data.path: "), err
+  assert not (tmp_path / "run").exists()

@@ -261,6 +261,6 @@ def load_text(name_or_path: str, data_dir: str = "", text_key: str = "text",
   if os.path.isdir(name_or_path):
     return read_corpus(name_or_path, eos=eos, unk=unk)
   if os.sep in name_or_path or os.path.exists(name_or_path):
-    raise FileNotFoundError(f"{name_or_path}: not a folder (expected one holding "
+    raise FileNotFoundError(f"data.path: {name_or_path} is not a folder (expected one holding "
                             f"train.txt, valid.txt, test.txt)")
   return _tfds_corpus(name_or_path, data_dir, text_key, eos, unk)
