@@ -229,7 +229,4 @@ def sampled_ggn_diagonal(logits_fn: Callable, params: Any, key, *args, wrt=None,
   """
   get, put = _select(params, wrt)
   logits, vjp_fn = jax.vjp(lambda sub: logits_fn(put(params, sub), *args), get(params))
-  if jnp.ndim(logits) != 2:
-    raise ValueError(f"sampled_ggn_diagonal: logits_fn must return [batch, classes], got "
-                     f"shape {jnp.shape(logits)}")
   return sampled_ggn_from_vjp(lambda u: vjp_fn(u)[0], logits, key, samples)

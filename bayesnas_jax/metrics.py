@@ -6,6 +6,7 @@ import os
 import sys
 import time
 
+import jax
 import numpy as np
 
 
@@ -21,7 +22,6 @@ class MetricWriter:
   TensorBoard (tensorboardX) under `<workdir>/tensorboard`."""
 
   def __init__(self, workdir: str, tensorboard: bool = True):
-    import jax  # pylint: disable=import-outside-toplevel
     self._enabled = jax.process_index() == 0  # one writer in multi-host runs
     self._path = os.path.join(workdir, "metrics.jsonl")
     self._tb = None
@@ -102,7 +102,6 @@ class FiniteWatch:
   def check(self, hint: str = ""):
     if not self._pending:
       return
-    import jax  # pylint: disable=import-outside-toplevel
     pending, self._pending = self._pending, []
     fetched = jax.device_get([values for _, _, values in pending])
     for (phase, step, _), values in zip(pending, fetched):

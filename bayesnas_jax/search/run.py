@@ -193,7 +193,8 @@ def run_search(config, workdir: str, log=print, space=None):
         steps_this_launch += 1
         done = position["step"]
         log_now = done % config.log_every_steps == 0 or done == steps
-        if log_now or done == steps or done % config.checkpoint_every_steps == 0 or (
+        # Checked before anything is logged or saved (log_now includes a phase's end).
+        if log_now or done % config.checkpoint_every_steps == 0 or (
             stop_after and steps_this_launch >= stop_after):
           watch.check(hint)
         if log_now and metrics:
