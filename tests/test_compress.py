@@ -383,3 +383,17 @@ def test_magnitude_selection_keeps_its_counts_after_a_flatten():
   assert len(rows) == 3 and set(rows % 4) <= {0, 1} and 0 in rows
   _, _, _, in_alive = structure.unit_masks(layers, masks, {})
   assert int(in_alive["Dense_0"].sum()) == 3
+
+
+def test_non_finite_loss_stops_compression_and_writes_nothing(tmp_path):
+  _write_tiny_idx(str(tmp_path))
+  workdir = tmp_path / "run"
+  result = _cli(["--config=configs/compress_lenet300_mnist.py", f"--workdir={workdir}",
+                 f"--config.data.path={tmp_path}", "--config.data.source=idx",
+                 "--config.input.batch_size=16", "--config.train.baseline_epochs=1",
+                 "--config.train.learning_rate=1e9"])
+  lines = result.stderr.strip().splitlines()
+  assert result.returncode == 2, result.stderr[-3000:]
+  assert len(lines) == 1 and lines[0].startswith(
+      "error: baseline: epoch 1: the loss turned non-finite"), result.stderr[-3000:]
+  assert not workdir.exists()

@@ -318,3 +318,15 @@ def test_grain_pipeline_resumes_exactly(files, tiny_data, tmp_path):
   for a, b in zip(jax.tree_util.tree_leaves(final_params(config, workdir)),
                   jax.tree_util.tree_leaves(final_params(config, straight))):
     np.testing.assert_array_equal(a, b)
+
+
+def test_non_finite_loss_stops_training_and_writes_nothing(files, tiny_data, tmp_path):
+  """At a learning rate of 1e9 the loss turns non-finite: one error naming the
+  epoch and step, and no summary."""
+  from bayesnas_jax.metrics import NonFiniteError  # pylint: disable=import-outside-toplevel
+  workdir = tmp_path / "nan"
+  config = tiny_config(files["json"], tiny_data, **{"train.learning_rate": 1e9})
+  with pytest.raises(NonFiniteError, match=r"^epoch \d/2: the loss turned non-finite .* "
+                                           r"at step \d+; stopped"):
+    train.train_and_evaluate(config, str(workdir), log=quiet)
+  assert not (workdir / "summary.json").exists()

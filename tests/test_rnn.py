@@ -412,3 +412,24 @@ def test_missing_corpus_folder_is_one_line(tmp_path, capsys):
   err = capsys.readouterr().err.strip().splitlines()
   assert len(err) == 1 and err[0].startswith("error: data.path: "), err
   assert not (tmp_path / "run").exists()
+
+
+def test_non_finite_loss_stops_the_rnn_search_and_writes_nothing(tmp_path):
+  from configs import darts_ptb_search  # pylint: disable=import-outside-toplevel
+  from bayesnas_jax.metrics import NonFiniteError  # pylint: disable=import-outside-toplevel
+  from bayesnas_jax.search import rnn_lm  # pylint: disable=import-outside-toplevel
+  words = [f"w{i}" for i in range(12)]
+  for name in ("train.txt", "valid.txt", "test.txt"):
+    (tmp_path / name).write_text("\n".join(" ".join(words[i:] + words[:i]) for i in range(12)))
+  config = darts_ptb_search.get_config("cpu")
+  config.data.path = str(tmp_path)
+  config.space.size, config.space.num_nodes = 8, 2
+  config.input.batch_size, config.input.bptt, config.input.random_length = 4, 5, False
+  config.input.valid_tokens = 0
+  config.search.steps_per_round, config.log_every_steps = 6, 3
+  config.train.learning_rate = 1e200  # clipped steps of 2.5e199 overflow float64 too
+  workdir = tmp_path / "run"
+  with pytest.raises(NonFiniteError, match=r"^round 1: the loss turned non-finite .* at step"):
+    rnn_lm.run(config, str(workdir), log=lambda _: None)
+  for name in ("summary.json", "genotype.json", "architecture.json"):
+    assert not (workdir / name).exists(), name

@@ -32,6 +32,7 @@ import orbax.checkpoint as ocp
 from bayesnas_jax import data as data_lib
 from bayesnas_jax import export, nn, value_grad_curvature
 from bayesnas_jax.compress import groups, models, structure
+from bayesnas_jax.metrics import FiniteWatch
 
 ZERO_CURVATURE = ("keep", "prune")
 # bayes: Algorithm 2. magnitude / group_lasso: the baselines of the same tool — the
@@ -320,6 +321,8 @@ def run_compress(config, workdir: str, log=_log):
   masks = jax.tree_util.tree_map(jnp.ones_like, params)
   states = {name: groups.init_state(params[name]["kernel"].shape, kinds[name]) for name in kinds}
   epoch = [0]
+  watch = FiniteWatch()
+  hint = "lower train.learning_rate or check the data"
 
   def run_epochs(count, label, use_penalty, decay=False, teacher=None, distill=0.0):
     nonlocal params, state, opt_state
@@ -338,6 +341,8 @@ def run_compress(config, workdir: str, log=_log):
             params, state, opt_state, train.images[index], train.labels[index],
             states, masks, jnp.float32(use_penalty), scales[e * steps + step], *extra)
         losses.append(loss)
+        watch.add(f"{label}: epoch {epoch[0] + 1}", step, {"loss": loss})
+      watch.check(hint)  # before the epoch's log and any file written after it
       epoch[0] += 1
       log(f"{label}: epoch {epoch[0]}, loss {float(np.mean(jax.device_get(losses))):.4f}")
 
@@ -396,6 +401,9 @@ def run_compress(config, workdir: str, log=_log):
       curvature = c if curvature is None else jax.tree_util.tree_map(jnp.add, curvature, c)
     curvature = jax.tree_util.tree_map(lambda h: h / config.compress.curvature_batches,
                                        curvature)
+    watch.add(f"round {round_ + 1}: curvature", config.compress.curvature_batches - 1,
+              {"curvature": curvature})
+    watch.check(hint)
     kernels = {name: params[name]["kernel"] for name in kinds}
     hs = {name: curvature[name]["kernel"] for name in kinds}
     round_lambdas = {name: value * factor for name, value in lambdas.items()}

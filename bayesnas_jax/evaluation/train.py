@@ -31,7 +31,7 @@ from bayesnas_jax import data as data_lib
 from bayesnas_jax import export
 from bayesnas_jax.checkpoints import Checkpointer
 from bayesnas_jax.evaluation import counting, feeds, models, network
-from bayesnas_jax.metrics import MetricWriter, Progress
+from bayesnas_jax.metrics import FiniteWatch, MetricWriter, Progress
 from bayesnas_jax.nn.conv import IMPLS
 from bayesnas_jax.parallel import data_parallel, global_batch
 
@@ -362,6 +362,7 @@ def train_and_evaluate(config, workdir: str, log=print) -> dict:
     position["saves"] += 1
     checkpointer.save(position["saves"], state, position)
 
+  watch = FiniteWatch()
   try:
     while position["epoch"] < epochs:
       epoch = position["epoch"]
@@ -378,15 +379,20 @@ def train_and_evaluate(config, workdir: str, log=print) -> dict:
                                 "label": train.labels[positions]}, batch_sharding)
         key = jax.random.fold_in(jax.random.fold_in(base_key, 1), position["global_step"])
         state, metrics = train_step(state, batch, key, drop_prob)
+        watch.add(f"epoch {epoch + 1}/{epochs}", position["step"], {"loss": metrics["loss"]})
         position["step"] += 1
         position["global_step"] += 1
         launch_steps += 1
-        if position["step"] % config.log_every_steps == 0 or position["step"] == steps:
+        every = config.checkpoint_every_steps
+        log_now = position["step"] % config.log_every_steps == 0 or position["step"] == steps
+        if log_now or (every and position["step"] % every == 0) or (
+            stop_after and launch_steps >= stop_after):
+          watch.check("lower train.learning_rate or check the data")
+        if log_now:
           metrics = jax.device_get(metrics)
           rate = progress.update(position["step"], metrics, force=True)
           writer.write(position["global_step"], "train", metrics, epoch=epoch,
                        images_per_s=rate)
-        every = config.checkpoint_every_steps
         if every and position["step"] < steps and position["step"] % every == 0:
           save()
         if stop_after and launch_steps >= stop_after:

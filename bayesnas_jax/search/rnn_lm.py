@@ -43,10 +43,14 @@ import optax
 
 from bayesnas_jax import export, nn, value_grad_curvature
 from bayesnas_jax.data import text
+from bayesnas_jax.metrics import FiniteWatch, NonFiniteError
 from bayesnas_jax.search import hard
 from bayesnas_jax.search.objective import sparsity_penalty
 from bayesnas_jax.spaces import rnn
 from bayesnas_jax.spaces.cell import masked_arch
+
+
+_HINT = "lower train.learning_rate or search.arch_learning_rate, or check the data"
 
 
 def _log(message):
@@ -171,7 +175,12 @@ def perplexity(steps, params, arch, masks, stream, bptt, size):
     loss, h = steps.eval_step(params, arch, masks, jnp.asarray(inputs), jnp.asarray(targets), h)
     total += float(loss) * length
     count += length
-  return math.exp(total / max(count, 1))
+  mean = total / max(count, 1)
+  if not math.isfinite(mean):
+    raise NonFiniteError(f"validation: the loss turned non-finite ({mean}); stopped, "
+                         f"nothing written; {_HINT}")
+  # exp overflows a float64 above 709.78: such a perplexity is reported as inf.
+  return math.exp(mean) if mean < 709.0 else float("inf")
 
 
 def derive(spec, state, arch):
@@ -261,7 +270,7 @@ def _epoch(steps, params, arch, opt_w, opt_a, masks, omega, stream, config, key,
   every step when given (ASGD)."""
   size = config.space.size
   h = jnp.zeros((stream.shape[0], size))
-  losses, done = [], 0
+  losses, done, watch = [], 0, FiniteWatch()
   for inputs, targets, length in text.windows(stream, config.input.bptt, seed=config.seed,
                                               epoch=epoch, max_len=config.input.bptt + 20,
                                               random_length=config.input.random_length,
@@ -271,13 +280,16 @@ def _epoch(steps, params, arch, opt_w, opt_a, masks, omega, stream, config, key,
         params, arch, opt_w, opt_a, masks, omega, jnp.asarray(inputs), jnp.asarray(targets), h,
         sub, jnp.float32(length / config.input.bptt))
     losses.append(loss)
+    watch.add(label, done, {"loss": loss})
     done += 1
     if average is not None:
       average = (_running_mean(average[0], params, average[1]), average[1] + 1)
     if done % config.log_every_steps == 0:
+      watch.check(_HINT)
       log(f"{label}: step {done}, loss {float(np.mean(jax.device_get(losses[-50:]))):.3f}")
     if limit and done >= limit:
       break
+  watch.check(_HINT)
   if average is not None:
     return params, arch, opt_w, opt_a, key, done, average
   return params, arch, opt_w, opt_a, key, done
@@ -327,6 +339,9 @@ def run(config, workdir: str, log=_log):
       curvature = c if curvature is None else jax.tree_util.tree_map(jnp.add, curvature, c)
     count = min(i + 1, config.search.curvature_windows)
     curvature = jax.tree_util.tree_map(lambda v: v / count, curvature)
+    curvature_watch = FiniteWatch()
+    curvature_watch.add(f"round {round_ + 1}: curvature", count - 1, {"curvature": curvature})
+    curvature_watch.check(_HINT)
     jax.block_until_ready(curvature)
     curvature_seconds = time.perf_counter() - t0
     factor = hard.lambda_factor(config.search.get("lambda_ramp", "none"), round_,
