@@ -207,15 +207,16 @@ def test_darts_search_reproduces_the_recorded_result(tmp_path):
 
 
 def test_non_finite_loss_stops_the_search_and_writes_nothing(tiny_data, tmp_path):
-  """At a learning rate of 1e9 the loss or gradient turns NaN within the round:
+  """At a learning rate of 1e9 the loss or gradient turns NaN:
   the search stops with one error naming the phase and step, and writes no
   round record, architecture or summary."""
   from bayesnas_jax.metrics import NonFiniteError  # pylint: disable=import-outside-toplevel
   workdir = str(tmp_path / "nan")
   config = tiny_config(tiny_data, **{"search.learning_rate": 1e9, "retrain.epochs": 0,
                                      "tensorboard": False})
-  with pytest.raises(NonFiniteError, match=r"^train round 1/2: the (loss|grad_norm) turned "
-                                           r"non-finite .* at step \d+; stopped"):
+  # Which phase first overflows depends on rounding: any phase of the search.
+  with pytest.raises(NonFiniteError, match=r"^(warmup|train round \d/2): the (loss|grad_norm) "
+                                           r"turned non-finite .* at step \d+; stopped"):
     run.run_search(config, workdir, log=lambda _: None)
   for name in ("summary.json", "genotype.json", "architecture.json", "rounds"):
     assert not os.path.exists(os.path.join(workdir, name)), name
