@@ -1,5 +1,5 @@
 """The method options of SPEC §7, each on a hand-made case where it must change
-what it claims to change (README, "Method options"; QUALITY.md has the
+what it claims to change (docs/method_options.md; QUALITY.md has the
 benchmark evidence for the defaults).
 
 * `space.origin = "output"`: under batch norm the origin scalar on the edge
