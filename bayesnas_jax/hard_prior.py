@@ -187,7 +187,7 @@ def update(state: HardState, scalars, curvature, *, lambda_w: float,
 def scores(scalars, curvature, state: HardState, by: str = "curvature"):
   """What to rank surviving scalars by at the end of a search: "gamma" (the
   paper's γ), "curvature" (H, the default of this library's searches) or
-  "saliency" (w²H); README "Method options" gives the reasons."""
+  "saliency" (w²H); docs/method_options.md gives the reasons."""
   if by not in RANK_BY:
     raise ValueError(f"scores: by must be one of {RANK_BY}, got {by!r}")
   return jax.tree_util.tree_map(

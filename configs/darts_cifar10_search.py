@@ -103,7 +103,7 @@ def get_config(arg=None):
   config.search.confidence_z = 2.0
   config.search.curvature_samples = 1  # "sampled" source: label draws per batch
   config.search.top_k = 2  # inputs (edges, or (edge, op) pairs) per node in the cell.
-  # Method options of SPEC §7 (README, "Method options"; QUALITY.md has the evidence
+  # Method options of SPEC §7 (docs/method_options.md; QUALITY.md has the evidence
   # the defaults were chosen by; the paper's literal choices are the first listed).
   # recursion | exact | ggn | sampled (arch scalars). "sampled" estimates the
   # GGN without bias at one backward pass per batch and label draw; on the NB201

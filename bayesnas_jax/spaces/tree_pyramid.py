@@ -21,7 +21,7 @@ edge is one BN-ReLU, a depthwise k×k and a pointwise 1×1; pooling edges are
 bare; only the two root convolutions carry the block's stride. A *path* runs
 from the input through a root edge and a middle edge to one leaf, so a leaf
 names its path: 9 paths, 15 edges. Choices we made where the sources leave
-room (README): Cai's released model adds a bypass around each root subtree
+room (docs/tree_cells.md): Cai's released model adds a bypass around each root subtree
 (`bn_before_add`), which is not one of the 9 paths — left out; batch norm has no
 affine parameters in search (as the other spaces); the divisor of an add-merge
 counts every branch in the search network and the kept ones in the rebuilt one.
