@@ -7,6 +7,11 @@ import jax
 import orbax.checkpoint as ocp
 
 
+class Interrupted(RuntimeError):
+  """A launch ended early by `stop_after_steps` after a checkpoint: relaunching
+  the same command resumes (exit status 3 from the launcher)."""
+
+
 class Checkpointer:
   """Saves (state pytree, position dict) under `<workdir>/checkpoints`, and with
   `data_iterator` (a grain loader iterator) that iterator's state too."""

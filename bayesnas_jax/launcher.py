@@ -6,52 +6,73 @@ before anything is written to the workdir.
 from __future__ import annotations
 
 import difflib
+import importlib
 import importlib.util
 import json
 import os
 import sys
+from typing import NamedTuple
 
 from absl import logging
 
-from bayesnas_jax import config_check
+from bayesnas_jax.checkpoints import Interrupted
 from bayesnas_jax.data import DataNotFoundError
+
+
+class Mode(NamedTuple):
+  """A run mode: `validate(config)` raises ValueError with one line naming the
+  field; `run(config, workdir, log)` returns the summary printed as JSON.
+  Both are "module:function" names, imported when the mode runs."""
+  validate: str
+  run: str
+  writes: bool = True  # False: prints only (no workdir needed)
+
+
+MODES = {
+    "search": Mode("bayesnas_jax.config_check:validate",
+                   "bayesnas_jax.search.run:run_search"),
+    "train": Mode("bayesnas_jax.evaluation.train:validate",
+                  "bayesnas_jax.evaluation.train:train_and_evaluate"),
+    "summary": Mode("bayesnas_jax.evaluation.train:validate",
+                    "bayesnas_jax.launcher:_summary", writes=False),
+    "compress": Mode("bayesnas_jax.compress.run:validate",
+                     "bayesnas_jax.compress.run:run_compress"),
+    "rnn_search": Mode("bayesnas_jax.search.rnn_lm:validate",
+                       "bayesnas_jax.launcher:_rnn_search"),
+    "rnn_train": Mode("bayesnas_jax.search.rnn_lm:validate",
+                      "bayesnas_jax.search.rnn_lm:train_cell"),
+}
+
+
+def resolve(name: str):
+  """The function named "package.module:function"."""
+  module, _, function = name.partition(":")
+  return getattr(importlib.import_module(module), function)
+
+
+def _summary(config, workdir, log):
+  del workdir, log
+  return resolve("bayesnas_jax.evaluation.train:summarize")(config)
+
+
+def _rnn_search(config, workdir, log):
+  summary = resolve("bayesnas_jax.search.rnn_lm:run")(config, workdir, log=log)
+  return {k: v for k, v in summary.items() if k != "rounds"}
 
 
 def main(config, workdir: str) -> int:
   logging.set_verbosity(logging.WARNING)  # orbax and XLA info lines are noise here
 
   def work():
-    mode = config.get("mode", "search")
-    if mode == "search":
-      config_check.validate(config)
-    elif mode == "compress":
-      from bayesnas_jax.compress import run as compress_run  # pylint: disable=import-outside-toplevel
-      compress_run.validate(config)
-    elif mode in ("rnn_search", "rnn_train"):
-      from bayesnas_jax.search import rnn_lm  # pylint: disable=import-outside-toplevel
-      rnn_lm.validate(config)
-    elif mode in ("train", "summary"):
-      from bayesnas_jax.evaluation import train  # pylint: disable=import-outside-toplevel
-      train.validate(config)
-    else:
-      raise ValueError(f"config.mode: expected 'search', 'train', 'summary', 'compress' or "
-                       f"'rnn_search', got {mode!r}")
-    if mode != "summary" and os.path.exists(workdir) and not os.path.isdir(workdir):
+    name = config.get("mode", "search")
+    if name not in MODES:
+      raise ValueError(f"config.mode: expected one of {', '.join(MODES)}, got {name!r}")
+    mode = MODES[name]
+    resolve(mode.validate)(config)
+    if mode.writes and os.path.exists(workdir) and not os.path.isdir(workdir):
       raise ValueError(f"--workdir: {workdir} exists and is not a directory")
     apply_runtime_options(config)
-    if mode == "search":
-      from bayesnas_jax.search import run  # pylint: disable=import-outside-toplevel
-      return run.run_search(config, workdir, log=log)
-    if mode == "compress":
-      return compress_run.run_compress(config, workdir, log=log)
-    if mode == "rnn_search":
-      summary = rnn_lm.run(config, workdir, log=log)
-      return {k: v for k, v in summary.items() if k != "rounds"}
-    if mode == "rnn_train":
-      return rnn_lm.train_cell(config, workdir, log=log)
-    if mode == "train":
-      return train.train_and_evaluate(config, workdir, log=log)
-    return train.summarize(config)
+    return resolve(mode.run)(config, workdir, log=log)
 
   return run_guarded(work)
 
@@ -114,14 +135,14 @@ def run_guarded(work) -> int:
   logging.set_verbosity(logging.WARNING)
   try:
     summary = work()
-  except RuntimeError as err:
-    if type(err).__name__ != "Interrupted":
-      raise
+  except Interrupted as err:
     print(f"stopped: {err}; relaunch the same command to resume", file=sys.stderr)
     return 3
   except (ValueError, KeyError, DataNotFoundError, FileNotFoundError) as err:
     # One line: a missing dataset's list of places tried is joined into it.
-    message = " ".join(line.strip() for line in str(err).strip("'\"").splitlines())
+    # (str of a KeyError quotes its message; other messages keep their quotes.)
+    text = err.args[0] if isinstance(err, KeyError) and err.args else str(err)
+    message = " ".join(line.strip() for line in str(text).splitlines())
     print(f"error: {message}", file=sys.stderr)
     return 2
   print(json.dumps(summary, indent=1))

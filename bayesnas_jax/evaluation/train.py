@@ -29,17 +29,13 @@ import optax
 
 from bayesnas_jax import data as data_lib
 from bayesnas_jax import export
-from bayesnas_jax.checkpoints import Checkpointer
+from bayesnas_jax.checkpoints import Checkpointer, Interrupted
 from bayesnas_jax.evaluation import counting, feeds, models, network
 from bayesnas_jax.metrics import FiniteWatch, MetricWriter, Progress
 from bayesnas_jax.nn.conv import IMPLS
 from bayesnas_jax.parallel import data_parallel, global_batch
 
 SCHEDULES = ("cosine", "exponential")
-
-
-class Interrupted(RuntimeError):
-  """Raised when `stop_after_steps` ends a launch early (used by tests)."""
 
 
 # ----------------------------------------------------------------------------

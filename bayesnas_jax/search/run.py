@@ -23,7 +23,7 @@ import numpy as np
 
 from bayesnas_jax import data as data_lib
 from bayesnas_jax import spaces
-from bayesnas_jax.checkpoints import Checkpointer
+from bayesnas_jax.checkpoints import Checkpointer, Interrupted
 from bayesnas_jax.metrics import FiniteWatch, MetricWriter, Progress
 from bayesnas_jax.parallel import data_parallel
 from bayesnas_jax.parallel import global_batch as _global_batch
@@ -251,10 +251,6 @@ def _log_decisions(summary, log):
 def _save(checkpointer, state, position):
   position["saves"] += 1
   checkpointer.save(position["saves"], state, position)
-
-
-class Interrupted(RuntimeError):
-  """Raised when `stop_after_steps` ends a launch early (used by tests)."""
 
 
 def step5_reset(state, optimizer):
