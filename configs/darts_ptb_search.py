@@ -54,6 +54,9 @@ def get_config(arg=None):
   # geometrically across nodes and steps (NaN within a few windows).
   config.space.norm = "batch"
   config.space.origin = "output"  # output | input (SPEC §1)
+  # ones (Algorithm 1) | mean: each node's scalars start as an average (origins
+  # 1/k, ops 1/|ops|), which keeps an unnormalised (norm = none) state bounded.
+  config.space.arch_init = "ones"
   config.train = ml_collections.ConfigDict()
   config.train.learning_rate = 20.0
   config.train.weight_decay = 5e-7
@@ -84,6 +87,9 @@ def get_config(arg=None):
   config.search.prune_rule = "entropy"
   config.search.lambda_ramp = "none"  # none | linear: round t of T uses λ_w·t/T
   config.search.zero_curvature = "prune"
+  # True: a node whose last input pairs a round prunes keeps the best of them by
+  # rank_by (every recurrent node needs one input), reported as decided by rank.
+  config.search.keep_last = False
   if arg in LAMBDA_PRESETS:
     config.search.lambda_w = float(arg)
   if arg == "cpu":

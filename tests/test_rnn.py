@@ -433,3 +433,50 @@ def test_non_finite_loss_stops_the_rnn_search_and_writes_nothing(tmp_path):
     rnn_lm.run(config, str(workdir), log=lambda _: None)
   for name in ("summary.json", "genotype.json", "architecture.json"):
     assert not (workdir / name).exists(), name
+
+
+def test_keep_last_keeps_each_node_its_best_pair_and_marks_it():
+  """search.keep_last: where the rule prunes every remaining pair into a node,
+  the best alive one by the rank score stays, with its origin, marked restored;
+  a node with a survivor of its own and a node already empty are untouched."""
+  from bayesnas_jax.search import hard  # pylint: disable=import-outside-toplevel
+  spec = rnn.cell_spec(3)                       # edges 0→1 | 0→2 1→2 | 0→3 1→3 2→3
+  arch = rnn.init_arch(spec)
+  rng = np.random.default_rng(0)
+  w = rng.uniform(0.5, 1.0, (1, spec.num_edges, len(OPS)))
+  w[0, 1, 2] = 3.0                              # node 2 keeps (sigmoid, 0) on its own
+  arch = {"rnn": {"origin": jnp.ones((1, spec.num_edges)), "ops": jnp.asarray(w)}}
+  curvature = {"rnn": {"origin": jnp.full((1, spec.num_edges), 10.0),   # origins stay
+                       "ops": jnp.asarray(rng.uniform(0.5, 1.0, w.shape))}}
+  state = hard.init_prior(arch, "cell_type")
+  state["keep"]["rnn"]["ops"] = state["keep"]["rnn"]["ops"].at[3:, :].set(False).at[4, 1].set(
+      True).at[5, 3].set(True)                  # node 3: only (relu, 1) and (identity, 2) alive
+  kwargs = dict(spec=spec, lambda_w=2.0, grouping="cell_type", dependency="full",
+                rank_by="saliency", prune_rule="evidence")   # prunes where w²H ≤ 2
+  plain, _, _ = hard.hard_update(arch, curvature, state, **kwargs)
+  new, records, _ = hard.hard_update(arch, curvature, state, keep_last=True, **kwargs)
+  keep = np.asarray(new["keep"]["rnn"]["ops"])
+  restored = np.asarray(records["rnn"]["ops"]["restored"])
+  score = np.asarray(new["score"]["rnn"]["ops"])
+  assert not np.asarray(plain["keep"]["rnn"]["ops"])[[0, 3, 4, 5]].any()
+  # Node 1: every pair pruned → its best by w²H stays.
+  assert keep[0].sum() == 1 and keep[0, np.argmax(score[0])] and restored[0].sum() == 1
+  # Node 2: (sigmoid, 0) survives by the rule itself; nothing restored.
+  assert keep[1, 2] and keep[1:3].sum() == 1 and not restored[1:3].any()
+  # Node 3: the better of its two alive pairs, not the best of all its pairs.
+  best = (4, 1) if score[4, 1] > score[5, 3] else (5, 3)
+  assert keep[3:6].sum() == 1 and keep[best] and restored[best]
+  assert np.asarray(new["keep"]["rnn"]["origin"])[[0, 1, best[0]]].all()
+  with pytest.raises(ValueError, match="keep_last"):
+    hard.hard_update(arch, curvature, state, **{**kwargs, "grouping": "none"}, keep_last=True)
+
+
+def test_mean_init_is_an_average_per_node():
+  spec = rnn.cell_spec(4)
+  arch = rnn.init_arch(spec, "mean")["rnn"]
+  origin, ops = np.asarray(arch["origin"][0]), np.asarray(arch["ops"][0])
+  for node in spec.intermediate:
+    into = spec.in_edges(node)
+    assert np.isclose(origin[into].sum(), 1.0) and np.allclose(ops[into].sum(axis=1), 1.0)
+  with pytest.raises(ValueError, match="config.space.arch_init"):
+    rnn.init_arch(spec, "zeros")

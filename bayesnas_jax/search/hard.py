@@ -12,6 +12,7 @@ import functools
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from bayesnas_jax import prior
 from bayesnas_jax.spaces.cell import CellSpec
@@ -113,12 +114,12 @@ def rank_score(rank_by, w, curvature, gamma, grouping):
 @functools.partial(jax.jit, static_argnames=("spec", "lambda_w", "grouping", "dependency",
                                              "threshold", "lambda_w_origin", "rank_by",
                                              "zero_curvature", "zero_tolerance",
-                                             "prune_rule"))
+                                             "prune_rule", "keep_last"))
 def hard_update(arch, curvature, state, *, spec, lambda_w: float, grouping: str,
                 dependency: str, threshold: float = prior.PRUNE_THRESHOLD,
                 lambda_w_origin: float = 0.0, rank_by: str = "gamma",
                 zero_curvature: str = "keep", zero_tolerance: float = 1e-6,
-                prune_rule: str = "entropy", curvature_se=None):
+                prune_rule: str = "entropy", curvature_se=None, keep_last: bool = False):
   """One prior update. Returns (new state, per-type record arrays, clamped count).
 
   `spec` is the `CellSpec` of every cell type, or a tuple of (type, CellSpec)
@@ -132,13 +133,19 @@ def hard_update(arch, curvature, state, *, spec, lambda_w: float, grouping: str,
   keeps a scalar while γ > threshold (the paper, eq. 20 and §3 step 4);
   "evidence" while `evidence_slope` > 0 (the marginal likelihood peaks at
   γ > 0). `curvature_se`: the standard error of the averaged curvature (same
-  tree; None: 0), from which each group's score gets its noise. Record arrays
+  tree; None: 0), from which each group's score gets its noise. `keep_last`
+  (grouping "cell_type"): a node whose every input pair the rule prunes in this
+  update keeps the best-scored of the pairs alive before it, with its origin (a
+  space where every node needs an input: the recurrent cell); the record
+  `restored` marks such a pair. Record arrays
   per cell type and part: w, H (clamped), H_se, C per member; omega, switch,
   gamma, evidence, score, score_se, keep per group.
   """
   if prune_rule not in PRUNE_RULES:
     raise ValueError(f"config.search.prune_rule: expected one of {PRUNE_RULES}, got "
                      f"{prune_rule!r}")
+  if keep_last and grouping != "cell_type":
+    raise ValueError(f"config.search.keep_last: needs grouping 'cell_type', got {grouping!r}")
   if curvature_se is None:
     curvature_se = jax.tree_util.tree_map(jnp.zeros_like, curvature)
   specs = dict(spec) if not isinstance(spec, CellSpec) else {kind: spec for kind in arch}
@@ -188,6 +195,19 @@ def hard_update(arch, curvature, state, *, spec, lambda_w: float, grouping: str,
         survive = {part: survive[part] & (switches[part] > 0) for part in survive}
     keep_origin = survive["origin"] & state["keep"][kind]["origin"]
     keep_ops = survive["ops"] & state["keep"][kind]["ops"]
+    restored = jnp.zeros(keep_ops.shape, bool)
+    if keep_last:
+      alive = state["keep"][kind]["ops"] & state["keep"][kind]["origin"][:, None]
+      score_ops = rank_score(rank_by, w["ops"], curv["ops"], g_ops, grouping)
+      for node in spec.intermediate:
+        into = np.asarray(spec.in_edges(node))
+        kept_any = jnp.any(keep_ops[into] & keep_origin[into][:, None])
+        candidates = jnp.where(alive[into], score_ops[into], -jnp.inf)
+        best = jnp.arange(candidates.size).reshape(candidates.shape) == jnp.argmax(candidates)
+        restore = best & alive[into] & ~kept_any
+        restored = restored.at[into].set(restore)
+        keep_ops = keep_ops.at[into].set(keep_ops[into] | restore)
+        keep_origin = keep_origin.at[into].set(keep_origin[into] | jnp.any(restore, axis=1))
     if grouping == "cell_type":
       keep_origin, keep_ops, _ = prior.cell_keep(keep_origin, keep_ops, spec.edges,
                                                  spec.num_inputs)
@@ -215,4 +235,7 @@ def hard_update(arch, curvature, state, *, spec, lambda_w: float, grouping: str,
                              "C": upd[part].posterior_variance, "omega": upd[part].omega,
                              "s": switches[part], "gamma": gammas[part], "score": score,
                              "kept": keeps[part]}
+      if keep_last:
+        records[kind][part]["restored"] = (restored if part == "ops" else
+                                           jnp.zeros(keeps[part].shape, bool))
   return new_state, records, clamped

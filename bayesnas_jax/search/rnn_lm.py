@@ -183,12 +183,14 @@ def perplexity(steps, params, arch, masks, stream, bptt, size):
   return math.exp(mean) if mean < 709.0 else float("inf")
 
 
-def derive(spec, state, arch):
+def derive(spec, state, arch, by_rank=()):
   """{"recurrent": [[op, from], ...], "concat": [1..N]}: per node its one
-  surviving (edge, op) pair (decided by the prior), else its best kept pair by
-  the rank score (decided by rank among several survivors), else, where the
-  prior pruned every pair into the node, its best pair overall (an empty node,
-  decided by rank). Returns (genotype, decisions), one decision per node."""
+  surviving (edge, op) pair (decided by the prior, unless the node is in
+  `by_rank`: a round pruned its last pairs together and `search.keep_last` kept
+  the best by rank), else its best kept pair by the rank score (decided by rank
+  among several survivors), else, where the prior pruned every pair into the
+  node, its best pair overall (an empty node, decided by rank). Returns
+  (genotype, decisions), one decision per node."""
   score = np.asarray(state["score"][rnn.KIND]["ops"], np.float64)
   keep = np.asarray(state["keep"][rnn.KIND]["ops"], bool)
   del arch
@@ -201,7 +203,8 @@ def derive(spec, state, arch):
     e, o = max(pool, key=value)
     recurrent.append([spec.ops[o], spec.edges[e][0]])
     decisions.append({"node": node, "op": spec.ops[o], "from": spec.edges[e][0],
-                      "decided_by": "prior" if len(kept) == 1 else "rank",
+                      "decided_by": ("prior" if len(kept) == 1 and node not in by_rank
+                                     else "rank"),
                       "survivors": len(kept), "empty": not kept})
   return {"recurrent": recurrent, "concat": list(spec.intermediate)}, decisions
 
@@ -239,6 +242,9 @@ def validate(config):
   if config.train.get("norm", "none") not in rnn.NORMS:
     raise ValueError(f"config.train.norm: expected one of {rnn.NORMS}, got "
                      f"{config.train.norm!r}")
+  if s.get("arch_init", "ones") not in rnn.ARCH_INITS:
+    raise ValueError(f"config.space.arch_init: expected one of {rnn.ARCH_INITS}, got "
+                     f"{s.arch_init!r}")
   if s.origin not in rnn.ORIGINS:
     raise ValueError(f"config.space.origin: expected one of {rnn.ORIGINS}, got {s.origin!r}")
   if se.get("penalty_update", "adam") not in ("adam", "decoupled"):
@@ -312,14 +318,14 @@ def run(config, workdir: str, log=_log):
   key = jax.random.PRNGKey(config.seed)
   key, k_init = jax.random.split(key)
   params = init_params(k_init, len(corpus.vocab), size, spec)
-  arch = rnn.init_arch(spec)
+  arch = rnn.init_arch(spec, config.space.get("arch_init", "ones"))
   state = hard.init_prior(arch, "cell_type")
   masks = hard.network_masks(state["keep"], arch)
   steps = Steps(spec, config, train_arch=True)
   opt_w, opt_a = steps.weight_opt.init(params), steps.arch_opt.init(arch)
   ppl_initial = perplexity(steps, params, arch, masks, valid, config.input.bptt, size)
   log(f"valid perplexity before training: {ppl_initial:.1f}")
-  rounds = []
+  rounds, by_rank = [], set()
   limit = config.search.get("steps_per_round", 0)
   for round_ in range(config.search.rounds):
     t0 = time.perf_counter()
@@ -346,11 +352,22 @@ def run(config, workdir: str, log=_log):
     curvature_seconds = time.perf_counter() - t0
     factor = hard.lambda_factor(config.search.get("lambda_ramp", "none"), round_,
                                 config.search.rounds)
-    state, _, _ = hard.hard_update(
+    keep_last = bool(config.search.get("keep_last", False))
+    state, records, _ = hard.hard_update(
         arch, curvature, state, spec=spec, lambda_w=float(config.search.lambda_w) * factor,
         grouping="cell_type", dependency=config.search.dependency,
         rank_by=config.search.rank_by, zero_curvature=config.search.zero_curvature,
-        prune_rule=config.search.get("prune_rule", "entropy"))
+        prune_rule=config.search.get("prune_rule", "entropy"), keep_last=keep_last)
+    if keep_last:
+      restored = np.asarray(records[rnn.KIND]["ops"]["restored"])
+      alive_before = np.asarray(state["alive_before"][rnn.KIND]["ops"])
+      for node in spec.intermediate:
+        into = spec.in_edges(node)
+        if restored[into].any() and alive_before[into].sum() > 1:
+          # The rule pruned several pairs at once; the rank chose the one kept.
+          by_rank.add(node)
+          log(f"  node {node}: round {round_ + 1} pruned all {int(alive_before[into].sum())} "
+              f"remaining pairs; the best by search.rank_by stays (search.keep_last)")
     masks = hard.network_masks(state["keep"], arch)
     arch = _masked(arch, masks)
     kept = int(np.sum(np.asarray(state["keep"][rnn.KIND]["ops"])))
@@ -360,7 +377,7 @@ def run(config, workdir: str, log=_log):
     log(f"round {round_ + 1}: {done} steps in {train_seconds:.1f} s, curvature on "
         f"{count} windows in {curvature_seconds:.1f} s; {kept} of {spec.num_edges * len(spec.ops)}"
         f" (edge, op) pairs kept")
-  genotype, decisions = derive(spec, state, arch)
+  genotype, decisions = derive(spec, state, arch, by_rank)
   by_prior = sum(d["decided_by"] == "prior" for d in decisions)
   log(f"derived: {by_prior}/{len(decisions)} nodes decided by the prior, "
       f"{len(decisions) - by_prior} by rank (search.rank_by)")
@@ -368,9 +385,12 @@ def run(config, workdir: str, log=_log):
     if d["empty"]:
       log(f"  warning: node {d['node']}: the prior pruned every input pair; the rank chose "
           f"({d['op']}, {d['from']}) (lower search.lambda_w)")
-    elif d["decided_by"] == "rank":
+    elif d["decided_by"] == "rank" and d["survivors"] > 1:
       log(f"  node {d['node']}: the prior kept {d['survivors']} pairs; the rank chose "
           f"({d['op']}, {d['from']})")
+    elif d["decided_by"] == "rank":
+      log(f"  node {d['node']}: ({d['op']}, {d['from']}) kept by rank among the pairs its "
+          f"last pruning round removed together (search.keep_last)")
   export.write_json(os.path.join(workdir, "genotype.json"), genotype)
   with open(os.path.join(workdir, "genotype.txt"), "w", encoding="utf-8") as f:
     f.write(genotype_literal(genotype) + "\n")

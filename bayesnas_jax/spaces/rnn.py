@@ -43,6 +43,7 @@ ACTIVATIONS = {"tanh": nn.tanh, "relu": nn.relu, "sigmoid": nn.sigmoid,
                "identity": nn.identity}
 NORMS = ("batch", "layer", "none")
 ORIGINS = ("output", "input")
+ARCH_INITS = ("ones", "mean")
 KIND = "rnn"
 
 
@@ -67,10 +68,22 @@ def init_cell(key, n_in: int, n_hid: int, num_nodes: int, init_range: float = 0.
                                    maxval=init_range)}
 
 
-def init_arch(spec: CellSpec):
-  """Every scalar 1 (Algorithm 1)."""
-  return {KIND: {"origin": jnp.ones((1, spec.num_edges)),
-                 "ops": jnp.ones((1, spec.num_edges, len(spec.ops)))}}
+def init_arch(spec: CellSpec, init: str = "ones"):
+  """Every scalar 1 (Algorithm 1), or with `init="mean"` each node's mixing an
+  average: node k's origins 1/k and every op 1/|ops|, so that without a
+  normalisation (`norm="none"`) the node's output is a convex combination of its
+  inputs' candidates and the state stays bounded at the start (with every scalar
+  at 1 it grows geometrically across nodes and steps)."""
+  if init not in ARCH_INITS:
+    raise ValueError(f"config.space.arch_init: expected one of {ARCH_INITS}, got {init!r}")
+  if init == "ones":
+    origin = jnp.ones((1, spec.num_edges))
+    ops = jnp.ones((1, spec.num_edges, len(spec.ops)))
+  else:
+    origin = jnp.concatenate([jnp.full((k,), 1.0 / k)
+                              for k in range(1, spec.num_nodes + 1)])[None]
+    ops = jnp.full((1, spec.num_edges, len(spec.ops)), 1.0 / len(spec.ops))
+  return {KIND: {"origin": origin, "ops": ops}}
 
 
 def _split(ch, n_hid):
