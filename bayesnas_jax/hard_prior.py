@@ -43,7 +43,6 @@ import jax
 import jax.numpy as jnp
 
 from bayesnas_jax import prior
-from bayesnas_jax.search import hard as search_hard
 
 PRUNE_THRESHOLD = prior.PRUNE_THRESHOLD
 RANK_BY = ("gamma", "curvature", "saliency")
@@ -191,7 +190,7 @@ def scores(scalars, curvature, state: HardState, by: str = "curvature"):
   if by not in RANK_BY:
     raise ValueError(f"scores: by must be one of {RANK_BY}, got {by!r}")
   return jax.tree_util.tree_map(
-      lambda w, h, g: search_hard.rank_score(by, w, h, g, grouping="none"),
+      lambda w, h, g: prior.rank_score(by, w, h, g, grouping="none"),
       scalars, curvature, state.gamma)
 
 

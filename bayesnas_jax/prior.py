@@ -176,3 +176,56 @@ def entropy(gamma):
     gamma = gamma.astype(jnp.result_type(float))
   tiny = jnp.asarray(jnp.finfo(gamma.dtype).tiny, gamma.dtype)
   return 0.5 * jnp.log(2 * math.pi * math.e * jnp.maximum(gamma, tiny))
+
+
+RANK_BY = ("gamma", "saliency", "curvature")
+
+
+def evidence_slope(w, curvature, lambda_w, grouping):
+  """Whether the data support a group: the slope at γ = 0 of its log marginal
+  likelihood in the local quadratic model,
+
+      ∂/∂γ Σ_{m∈g} log N(w_m; 0, γ + λ_w/H_m) |_{γ=0} ∝ Σ_m H_m (H_m w_m² − λ_w).
+
+  ≤ 0: the evidence peaks at γ = 0 and the group goes (Tipping & Faul's test;
+  for one scalar: w²H ≤ λ_w). w²H is unchanged when a scale the batch norms
+  cancel moves between w and H (w → cw, H → H/c²), so unlike γ of eq. 19 the
+  decision does not depend on how far the L1 penalty shrank w."""
+  h = jnp.maximum(curvature, 0)
+  slope = h * (h * jnp.square(w) - lambda_w)
+  return jnp.sum(slope, axis=0) if grouping == "cell_type" else slope
+
+
+def score_noise(rank_by, w, curvature_se, grouping):
+  """Standard error of `rank_score` from the curvature's batch-to-batch noise
+  (w held fixed): sqrt(Σ_m (w_m² se(H_m))²) for the saliency, sqrt(Σ se²) for
+  the curvature; 0 for γ (no noise model: its margins are not rated)."""
+  if rank_by == "gamma":
+    return jnp.zeros(curvature_se.shape[1:] if grouping == "cell_type" else
+                     curvature_se.shape, curvature_se.dtype)
+  se = curvature_se if rank_by == "curvature" else jnp.square(w) * curvature_se
+  var = jnp.square(se)
+  return jnp.sqrt(jnp.sum(var, axis=0) if grouping == "cell_type" else var)
+
+
+def rank_score(rank_by, w, curvature, gamma, grouping):
+  """The per-group score a derivation ranks surviving ops by (larger first).
+
+  "gamma": the prior variance γ of eq. 20 (the paper's rule).
+  "saliency": Σ_m w_m² H_m over the group's members, the loss increase of
+  removing the group in the local quadratic model (OBD). In the evidence
+  framework it is the sufficient statistic of keeping a scalar: with prior
+  N(0, γ) and data curvature H/λ_w, the marginal likelihood is maximised at
+  γ* = max(0, w² − λ_w/H) and the evidence gained by keeping the scalar,
+  ½(q − 1 − ln q) with q = w²H/λ_w, grows with w²H. Unlike |w| or γ it does not
+  change when an op's output is rescaled (w → w/c, H → c²H), and the order it
+  gives does not depend on λ_w.
+  "curvature": Σ_m H_m, the data's precision for the scalar (the saliency the
+  op would have at w = 1, the value Algorithm 1 step 5 gives every survivor);
+  unlike w²H it does not read how far the L1 penalty has shrunk w.
+  """
+  if rank_by == "gamma":
+    return gamma
+  h = jnp.maximum(curvature, 0)
+  value = h if rank_by == "curvature" else jnp.square(w) * h
+  return jnp.sum(value, axis=0) if grouping == "cell_type" else value
