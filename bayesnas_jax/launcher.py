@@ -37,10 +37,10 @@ MODES = {
                     "bayesnas_jax.launcher:_summary", writes=False),
     "compress": Mode("bayesnas_jax.compress.run:validate",
                      "bayesnas_jax.compress.run:run_compress"),
-    "rnn_search": Mode("bayesnas_jax.search.rnn_lm:validate",
+    "rnn_search": Mode("bayesnas_jax.lm.search:validate",
                        "bayesnas_jax.launcher:_rnn_search"),
-    "rnn_train": Mode("bayesnas_jax.search.rnn_lm:validate",
-                      "bayesnas_jax.search.rnn_lm:train_cell"),
+    "rnn_train": Mode("bayesnas_jax.lm.search:validate",
+                      "bayesnas_jax.lm.train:train_cell"),
 }
 
 
@@ -56,7 +56,7 @@ def _summary(config, workdir, log):
 
 
 def _rnn_search(config, workdir, log):
-  summary = resolve("bayesnas_jax.search.rnn_lm:run")(config, workdir, log=log)
+  summary = resolve("bayesnas_jax.lm.search:run")(config, workdir, log=log)
   return {k: v for k, v in summary.items() if k != "rounds"}
 
 

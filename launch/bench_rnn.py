@@ -16,7 +16,8 @@ import numpy as np
 from absl import app, flags
 from ml_collections import config_flags
 
-from bayesnas_jax.search import hard, rnn_lm
+from bayesnas_jax.lm import model as lm_model
+from bayesnas_jax.search import hard
 from bayesnas_jax.spaces import rnn
 
 config_flags.DEFINE_config_file("config", None, "Search config.", lock_config=False)
@@ -41,11 +42,11 @@ def main(argv):
   config = FLAGS.config
   spec = rnn.cell_spec(config.space.num_nodes, tuple(config.space.ops))
   batch, bptt, size = config.input.batch_size, config.input.bptt, config.space.size
-  params = rnn_lm.init_params(jax.random.PRNGKey(0), FLAGS.vocab, size, spec)
+  params = lm_model.init_params(jax.random.PRNGKey(0), FLAGS.vocab, size, spec)
   arch = rnn.init_arch(spec)
   state = hard.init_prior(arch, "cell_type")
   masks = hard.network_masks(state["keep"], arch)
-  steps = rnn_lm.Steps(spec, config, train_arch=True)
+  steps = lm_model.Steps(spec, config, train_arch=True)
   opt_w, opt_a = steps.weight_opt.init(params), steps.arch_opt.init(arch)
   rng = np.random.default_rng(0)
   inputs = jnp.asarray(rng.integers(0, FLAGS.vocab, (batch, bptt)), jnp.int32)

@@ -269,7 +269,7 @@ def test_bad_space_fields_are_one_line():
 
 
 def test_derivation_keeps_one_input_per_node_by_score():
-  from bayesnas_jax.search import rnn_lm  # pylint: disable=import-outside-toplevel
+  from bayesnas_jax.lm import search as lm_search  # pylint: disable=import-outside-toplevel
   spec = rnn.cell_spec(3)                       # edges 0→1 | 0→2 1→2 | 0→3 1→3 2→3
   score = np.zeros((spec.num_edges, len(OPS)))
   keep = np.ones_like(score, bool)
@@ -278,7 +278,7 @@ def test_derivation_keeps_one_input_per_node_by_score():
   score[5, 1], score[4, 0] = 9.0, 3.0           # node 3: relu from 2 is pruned → tanh from 1
   keep[5, 1] = False
   state = {"score": {"rnn": {"ops": score}}, "keep": {"rnn": {"ops": keep}}}
-  genotype, decisions = rnn_lm.derive(spec, state, None)
+  genotype, decisions = lm_search.derive(spec, state, None)
   assert genotype == {"recurrent": [["sigmoid", 0], ["identity", 1], ["tanh", 1]],
                       "concat": [1, 2, 3]}
   # Every node kept several pairs: each decision is the rank's, none empty.
@@ -286,20 +286,20 @@ def test_derivation_keeps_one_input_per_node_by_score():
   assert [d["survivors"] for d in decisions] == [4, 8, 11]
   only = np.zeros_like(keep)
   only[0, 2] = only[2, 3] = only[4, 0] = True  # one survivor per node
-  _, decided = rnn_lm.derive(spec, {**state, "keep": {"rnn": {"ops": only}}}, None)
+  _, decided = lm_search.derive(spec, {**state, "keep": {"rnn": {"ops": only}}}, None)
   assert [d["decided_by"] for d in decided] == ["prior"] * 3
-  assert rnn_lm.genotype_literal(genotype) == (
+  assert lm_search.genotype_literal(genotype) == (
       "Genotype(recurrent=[('sigmoid', 0), ('identity', 1), ('tanh', 1)], "
       "concat=range(1, 4))")
   keep[:, :] = False                            # everything pruned: best pair regardless
-  pruned, decided = rnn_lm.derive(spec, state, None)
+  pruned, decided = lm_search.derive(spec, state, None)
   assert pruned["recurrent"][2] == ["relu", 2]
   assert all(d["empty"] and d["decided_by"] == "rank" for d in decided)  # said, not silent
-  masks = np.asarray(rnn_lm.genotype_masks(spec, genotype)["rnn"]["ops"][0])
+  masks = np.asarray(lm_search.genotype_masks(spec, genotype)["rnn"]["ops"][0])
   assert masks.sum() == 3 and masks[0, 2] == masks[2, 3] == masks[4, 0] == 1
   with pytest.raises(ValueError, match="node 2 cannot take"):
-    rnn_lm.genotype_masks(spec, {"recurrent": [["tanh", 0], ["tanh", 2], ["tanh", 0]],
-                                 "concat": [1, 2, 3]})
+    lm_search.genotype_masks(spec, {"recurrent": [["tanh", 0], ["tanh", 2], ["tanh", 0]],
+                                    "concat": [1, 2, 3]})
 
 
 def test_rnn_search_cli_end_to_end_on_a_tiny_corpus(tmp_path):
@@ -370,20 +370,21 @@ def test_decoupled_penalty_is_a_proximal_step_after_adam():
   gradient alone (the same step as with λ_w = 0), then the L1 term shrinks each
   towards 0 by lr·λ_w·ω, stopping at 0; "adam" (as written) differs."""
   from configs import darts_ptb_search  # pylint: disable=import-outside-toplevel
-  from bayesnas_jax.search import hard, rnn_lm  # pylint: disable=import-outside-toplevel
+  from bayesnas_jax.lm import model as lm_model  # pylint: disable=import-outside-toplevel
+  from bayesnas_jax.search import hard  # pylint: disable=import-outside-toplevel
 
   def one_step(update, lambda_w):
     config = darts_ptb_search.get_config("cpu")
     config.space.size, config.space.num_nodes = 8, 2
     config.search.penalty_update, config.search.lambda_w = update, lambda_w
     spec = rnn.cell_spec(2, tuple(config.space.ops))
-    params = rnn_lm.init_params(jax.random.PRNGKey(0), 20, 8, spec)
+    params = lm_model.init_params(jax.random.PRNGKey(0), 20, 8, spec)
     arch = jax.tree_util.tree_map(
         lambda a: a * jnp.linspace(0.002, 1.0, a.size).reshape(a.shape), rnn.init_arch(spec))
     prior = hard.init_prior(arch, "cell_type")
     omega = jax.tree_util.tree_map(lambda o: o * 1.5, prior["omega"])
     masks = hard.network_masks(prior["keep"], arch)
-    steps = rnn_lm.Steps(spec, config, train_arch=True)
+    steps = lm_model.Steps(spec, config, train_arch=True)
     tokens = jax.random.randint(jax.random.PRNGKey(1), (4, 6), 0, 20)
     out = steps.train_step(params, arch, steps.weight_opt.init(params),
                            steps.arch_opt.init(arch), masks, omega, tokens[:, :5],
@@ -417,7 +418,7 @@ def test_missing_corpus_folder_is_one_line(tmp_path, capsys):
 def test_non_finite_loss_stops_the_rnn_search_and_writes_nothing(tmp_path):
   from configs import darts_ptb_search  # pylint: disable=import-outside-toplevel
   from bayesnas_jax.metrics import NonFiniteError  # pylint: disable=import-outside-toplevel
-  from bayesnas_jax.search import rnn_lm  # pylint: disable=import-outside-toplevel
+  from bayesnas_jax.lm import search as lm_search  # pylint: disable=import-outside-toplevel
   words = [f"w{i}" for i in range(12)]
   for name in ("train.txt", "valid.txt", "test.txt"):
     (tmp_path / name).write_text("\n".join(" ".join(words[i:] + words[:i]) for i in range(12)))
@@ -430,7 +431,7 @@ def test_non_finite_loss_stops_the_rnn_search_and_writes_nothing(tmp_path):
   config.train.learning_rate = 1e200  # clipped steps of 2.5e199 overflow float64 too
   workdir = tmp_path / "run"
   with pytest.raises(NonFiniteError, match=r"^round 1: the loss turned non-finite .* at step"):
-    rnn_lm.run(config, str(workdir), log=lambda _: None)
+    lm_search.run(config, str(workdir), log=lambda _: None)
   for name in ("summary.json", "genotype.json", "architecture.json"):
     assert not (workdir / name).exists(), name
 

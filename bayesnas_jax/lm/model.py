@@ -1,0 +1,196 @@
+"""The recurrent language model of the cell search and of a derived cell's
+training (RNN thesis (R) ch. 3–5; the cell in `spaces.rnn`), and its jitted steps.
+
+The network is DARTS's recurrent search model: embedding (tied with the
+softmax), one recurrent cell of `space.num_nodes` nodes, variational dropout on
+the embeddings (`dropout_input`), the cell input (`dropout_x`), the hidden
+nodes (`dropout_hidden`) and the output (`dropout_output`), the state carried
+from window to window of contiguous streams (`data.text`).
+"""
+from __future__ import annotations
+
+import math
+import sys
+import types
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from bayesnas_jax import nn, value_grad_curvature
+from bayesnas_jax.data import text
+from bayesnas_jax.metrics import FiniteWatch, NonFiniteError
+from bayesnas_jax.search.objective import sparsity_penalty
+from bayesnas_jax.spaces import rnn
+from bayesnas_jax.spaces.cell import masked_arch
+
+
+_HINT = "lower train.learning_rate or search.arch_learning_rate, or check the data"
+
+
+def _log(message):
+  print(message, file=sys.stderr, flush=True)
+
+
+def init_params(key, vocab_size: int, size: int, spec, init_range: float = 0.1):
+  """Embedding [V, n] (tied with the softmax), the cell, and the softmax bias."""
+  k0, k1 = jax.random.split(key)
+  return {"embedding": jax.random.uniform(k0, (vocab_size, size), minval=-init_range,
+                                          maxval=init_range),
+          "cell": rnn.init_cell(k1, size, size, spec.num_nodes),
+          "bias": jnp.zeros((vocab_size,))}
+
+
+def _mask(key, shape, rate):
+  if key is None or rate <= 0:
+    return None
+  return jax.random.bernoulli(key, 1 - rate, shape).astype(jnp.float32) / (1 - rate)
+
+
+def lm_loss(params, arch, inputs, targets, h0, spec, space, rates=None, key=None,
+            horizon=0):
+  """Mean cross-entropy per token of windows inputs/targets [B, T] from state
+  h0 [B, n]; returns (loss, h_T). `rates`: {"input", "x", "hidden", "output"}
+  dropout rates, applied when `key` is given (variational: one mask per window)."""
+  size = nn.value_of(params["embedding"]).shape[1]
+  batch = inputs.shape[0]
+  x = nn.structural(lambda e: e[inputs.T], params["embedding"])            # [T, B, n]
+  masks = {}
+  if key is not None and rates:
+    keys = jax.random.split(key, 4)
+    masks = {name: _mask(k, (batch, size), rates[name])
+             for k, name in zip(keys, ("input", "x", "hidden", "output"))}
+  if masks.get("input") is not None:
+    x = nn.scale(x, masks["input"][None])
+  outputs, h_last = rnn.unroll(params["cell"], arch, x, h0, spec, norm=space.norm,
+                               origin=space.origin, horizon=horizon,
+                               x_mask=masks.get("x"), h_mask=masks.get("hidden"))
+  if masks.get("output") is not None:
+    outputs = nn.scale(outputs, masks["output"][None])
+  decoder = nn.structural(lambda e: e.T, params["embedding"])
+  logits = nn.dense(outputs, decoder, params["bias"])
+  return nn.softmax_cross_entropy(logits, targets.T), nn.value_of(h_last)
+
+
+def _masked(arch, masks):
+  """Scalars with the pruned ones at 0 (plain or probed scalars)."""
+  return masked_arch(arch, masks)
+
+
+class Steps:
+  """The jitted steps of a search or a derived-cell training, built once."""
+
+  def __init__(self, spec, config, train_arch: bool, norm: str | None = None):
+    t = config.train
+    s = types.SimpleNamespace(norm=norm or config.space.norm, origin=config.space.origin)
+    rates = {"input": t.dropout_input, "x": t.dropout_x, "hidden": t.dropout_hidden,
+             "output": t.dropout_output}
+    self.weight_opt = optax.chain(optax.clip_by_global_norm(t.grad_clip),
+                                  optax.sgd(t.learning_rate))
+    self.arch_opt = optax.adam(config.search.arch_learning_rate)
+    lambda_w = float(config.search.lambda_w)
+    # "adam": the L1 term goes through Adam with the data gradient (eq. 3.15 as
+    # written); under the nodes' batch norm the data gradient along a node's
+    # common scale is 0, so Adam moves every scalar by about its learning rate
+    # per step towards 0 whatever λ_w is. "decoupled": Adam sees the data
+    # gradient alone and the L1 term is a proximal step of size lr·λ_w·ω per
+    # step, so one round shrinks a scalar by at most steps·lr·λ_w·ω.
+    penalty_update = config.search.get("penalty_update", "adam")
+    decoupled = train_arch and penalty_update == "decoupled"
+    arch_lr = float(config.search.arch_learning_rate)
+
+    def objective(params, arch, masks, omega, inputs, targets, h, key):
+      data, h_new = lm_loss(params, _masked(arch, masks)[rnn.KIND], inputs, targets, h, spec,
+                            s, rates, key)
+      total = data + t.weight_decay * sum(jnp.sum(jnp.square(w))
+                                          for w in jax.tree_util.tree_leaves(params))
+      if train_arch and not decoupled:
+        total = total + lambda_w * sparsity_penalty(arch, omega, "cell_type")
+      return total, (data, h_new)
+
+    @jax.jit
+    def train_step(params, arch, opt_w, opt_a, masks, omega, inputs, targets, h, key, scale):
+      (_, (data, h_new)), (g_w, g_a) = jax.value_and_grad(
+          objective, argnums=(0, 1), has_aux=True)(params, arch, masks, omega, inputs,
+                                                   targets, h, key)
+      updates, opt_w = self.weight_opt.update(g_w, opt_w, params)
+      params = optax.apply_updates(params, jax.tree_util.tree_map(lambda u: u * scale, updates))
+      if train_arch:
+        updates, opt_a = self.arch_opt.update(g_a, opt_a, arch)
+        arch = optax.apply_updates(arch, updates)
+        if decoupled:
+          arch = jax.tree_util.tree_map(
+              lambda w, o: jnp.sign(w) * jnp.maximum(jnp.abs(w) - arch_lr * lambda_w * o, 0.0),
+              arch, omega)
+        arch = _masked(arch, masks)
+      return params, arch, opt_w, opt_a, data, h_new
+
+    @jax.jit
+    def curvature_step(params, arch, masks, inputs, targets, h):
+      def loss(a):
+        return lm_loss(params, _masked(a, masks)[rnn.KIND], inputs, targets, h, spec, s,
+                       horizon=config.search.horizon)
+      (_, h_new), _, curvature = value_grad_curvature(
+          loss, arch, mode=config.search.curvature_mode, has_aux=True)
+      return curvature, h_new
+
+    @jax.jit
+    def eval_step(params, arch, masks, inputs, targets, h):
+      return lm_loss(params, _masked(arch, masks)[rnn.KIND], inputs, targets, h, spec, s)
+
+    self.train_step, self.curvature_step, self.eval_step = train_step, curvature_step, eval_step
+
+
+def perplexity(steps, params, arch, masks, stream, bptt, size):
+  """exp of the mean cross-entropy over a batched stream [B, L], fixed windows."""
+  h = jnp.zeros((stream.shape[0], size))
+  total, count = 0.0, 0
+  for inputs, targets, length in text.windows(stream, bptt, seed=0, epoch=0,
+                                              random_length=False):
+    loss, h = steps.eval_step(params, arch, masks, jnp.asarray(inputs), jnp.asarray(targets), h)
+    total += float(loss) * length
+    count += length
+  mean = total / max(count, 1)
+  if not math.isfinite(mean):
+    raise NonFiniteError(f"validation: the loss turned non-finite ({mean}); stopped, "
+                         f"nothing written; {_HINT}")
+  # exp overflows a float64 above 709.78: such a perplexity is reported as inf.
+  return math.exp(mean) if mean < 709.0 else float("inf")
+
+
+@jax.jit
+def _running_mean(mean, params, count):
+  """mean of `count` iterates updated with one more (ASGD's averaged iterate)."""
+  return jax.tree_util.tree_map(lambda m, p: m + (p - m) / (count + 1), mean, params)
+
+
+def _epoch(steps, params, arch, opt_w, opt_a, masks, omega, stream, config, key, epoch,
+           limit, label, log, average=None):
+  """One epoch (or `limit` steps); `average` = (mean, count) is updated after
+  every step when given (ASGD)."""
+  size = config.space.size
+  h = jnp.zeros((stream.shape[0], size))
+  losses, done, watch = [], 0, FiniteWatch()
+  for inputs, targets, length in text.windows(stream, config.input.bptt, seed=config.seed,
+                                              epoch=epoch, max_len=config.input.bptt + 20,
+                                              random_length=config.input.random_length,
+                                              quantum=config.input.length_quantum):
+    key, sub = jax.random.split(key)
+    params, arch, opt_w, opt_a, loss, h = steps.train_step(
+        params, arch, opt_w, opt_a, masks, omega, jnp.asarray(inputs), jnp.asarray(targets), h,
+        sub, jnp.float32(length / config.input.bptt))
+    losses.append(loss)
+    watch.add(label, done, {"loss": loss})
+    done += 1
+    if average is not None:
+      average = (_running_mean(average[0], params, average[1]), average[1] + 1)
+    if done % config.log_every_steps == 0:
+      watch.check(_HINT)
+      log(f"{label}: step {done}, loss {float(np.mean(jax.device_get(losses[-50:]))):.3f}")
+    if limit and done >= limit:
+      break
+  watch.check(_HINT)
+  if average is not None:
+    return params, arch, opt_w, opt_a, key, done, average
+  return params, arch, opt_w, opt_a, key, done

@@ -1,0 +1,271 @@
+"""BayesNAS on the recurrent cell space: a word-level language model on PTB or
+WikiText-2 (RNN thesis (R) ch. 3–5; the network in `lm.model`).
+
+Per round (Algorithm 1 of the paper, (R) eq. 3.15): one epoch of
+
+    L = CE + λ‖W‖² + λ_w Σ_g ω_g ‖w_g‖
+
+with SGD on W (gradient clipping, the step scaled by window length / bptt as
+AWD-LSTM) and Adam on the architecture scalars w (DARTS's architecture
+optimiser: plain SGD at the weights' learning rate of 20 would move a scalar
+by λ_w·20 per step); then the scalars' curvature through time on
+`search.curvature_windows` windows (`rnn.unroll`, horizon τ), the HARD update
+of `search.hard` (eqs. 17–20, the cell's dependency graph) and pruning.
+Derivation keeps k = 1 input per node: the kept (edge, op) pair with the
+highest rank score (`search.rank_by`); a node whose every pair was pruned takes
+its best pair regardless (a recurrent cell needs every node). The derived cell
+is then trained from scratch (`train.steps`, the same network with only the
+genotype's scalars on) and its validation perplexity reported.
+
+Writes `genotype.json` ({"recurrent": [[op, from], ...], "concat": [1..N]},
+node j's entry at position j − 1, as DARTS), `genotype.txt` (the DARTS
+`Genotype(recurrent=..., concat=range(1, N + 1))` literal), `architecture.json`
+(scalars, γ, scores, keep), `scalars.png` and `summary.json`.
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from bayesnas_jax import export
+from bayesnas_jax.data import text
+from bayesnas_jax.lm.model import (_HINT, Steps, _epoch, _log, _masked, init_params,
+                                   perplexity)
+from bayesnas_jax.metrics import FiniteWatch
+from bayesnas_jax.search import hard
+from bayesnas_jax.spaces import rnn
+
+
+def validate(config):
+  s, t, se = config.space, config.train, config.search
+  for field, value, low in (("space.num_nodes", s.num_nodes, 1), ("space.size", s.size, 1),
+                            ("input.batch_size", config.input.batch_size, 1),
+                            ("input.bptt", config.input.bptt, 2),
+                            ("search.rounds", se.rounds, 1),
+                            ("search.curvature_windows", se.curvature_windows, 1),
+                            ("search.horizon", se.horizon, 0),
+                            ("train.steps", t.steps, 0)):
+    if not isinstance(value, int) or isinstance(value, bool) or value < low:
+      raise ValueError(f"config.{field}: expected an integer >= {low}, got {value!r}")
+  if s.norm not in rnn.NORMS:
+    raise ValueError(f"config.space.norm: expected one of {rnn.NORMS}, got {s.norm!r}")
+  if config.train.get("norm", "none") not in rnn.NORMS:
+    raise ValueError(f"config.train.norm: expected one of {rnn.NORMS}, got "
+                     f"{config.train.norm!r}")
+  if s.get("arch_init", "ones") not in rnn.ARCH_INITS:
+    raise ValueError(f"config.space.arch_init: expected one of {rnn.ARCH_INITS}, got "
+                     f"{s.arch_init!r}")
+  if s.origin not in rnn.ORIGINS:
+    raise ValueError(f"config.space.origin: expected one of {rnn.ORIGINS}, got {s.origin!r}")
+  if se.get("penalty_update", "adam") not in ("adam", "decoupled"):
+    raise ValueError(f"config.search.penalty_update: expected 'adam' or 'decoupled', got "
+                     f"{se.penalty_update!r}")
+  if se.get("prune_rule", "entropy") not in hard.PRUNE_RULES:
+    raise ValueError(f"config.search.prune_rule: expected one of {hard.PRUNE_RULES}, got "
+                     f"{se.prune_rule!r}")
+  if se.get("lambda_ramp", "none") not in hard.LAMBDA_RAMPS:
+    raise ValueError(f"config.search.lambda_ramp: expected one of {hard.LAMBDA_RAMPS}, got "
+                     f"{se.lambda_ramp!r}")
+  if se.rank_by not in hard.RANK_BY:
+    raise ValueError(f"config.search.rank_by: expected one of {hard.RANK_BY}, got "
+                     f"{se.rank_by!r}")
+  for name in ("dropout_input", "dropout_x", "dropout_hidden", "dropout_output"):
+    if not 0 <= t[name] < 1:
+      raise ValueError(f"config.train.{name}: expected a rate in [0, 1), got {t[name]!r}")
+
+
+def derive(spec, state, arch, by_rank=()):
+  """{"recurrent": [[op, from], ...], "concat": [1..N]}: per node its one
+  surviving (edge, op) pair (decided by the prior, unless the node is in
+  `by_rank`: a round pruned its last pairs together and `search.keep_last` kept
+  the best by rank), else its best kept pair by the rank score (decided by rank
+  among several survivors), else, where the prior pruned every pair into the
+  node, its best pair overall (an empty node, decided by rank). Returns
+  (genotype, decisions), one decision per node."""
+  score = np.asarray(state["score"][rnn.KIND]["ops"], np.float64)
+  keep = np.asarray(state["keep"][rnn.KIND]["ops"], bool)
+  del arch
+  recurrent, decisions = [], []
+  for node in spec.intermediate:
+    pairs = [(e, o) for e in spec.in_edges(node) for o in range(len(spec.ops))]
+    kept = [(e, o) for e, o in pairs if keep[e, o]]
+    pool = kept or pairs
+    value = lambda p: score[p] if np.isfinite(score[p]) else -np.inf
+    e, o = max(pool, key=value)
+    recurrent.append([spec.ops[o], spec.edges[e][0]])
+    decisions.append({"node": node, "op": spec.ops[o], "from": spec.edges[e][0],
+                      "decided_by": ("prior" if len(kept) == 1 and node not in by_rank
+                                     else "rank"),
+                      "survivors": len(kept), "empty": not kept})
+  return {"recurrent": recurrent, "concat": list(spec.intermediate)}, decisions
+
+
+def genotype_literal(genotype):
+  pairs = ", ".join(f"('{op}', {source})" for op, source in genotype["recurrent"])
+  nodes = genotype["concat"]
+  return f"Genotype(recurrent=[{pairs}], concat=range({nodes[0]}, {nodes[-1] + 1}))"
+
+
+def genotype_masks(spec, genotype):
+  """Masks that switch on exactly the genotype's (edge, op) pairs and origins."""
+  ops = np.zeros((1, spec.num_edges, len(spec.ops)), np.float32)
+  for node, (op, source) in zip(spec.intermediate, genotype["recurrent"]):
+    if op not in spec.ops or not 0 <= int(source) < node:
+      raise ValueError(f"genotype: node {node} cannot take ({op!r}, {source}); expected an "
+                       f"op of {spec.ops} from a node < {node}")
+    ops[0, spec.edges.index((int(source), node)), spec.ops.index(op)] = 1.0
+  return {rnn.KIND: {"origin": jnp.asarray(ops.any(-1), jnp.float32), "ops": jnp.asarray(ops)}}
+
+
+def run(config, workdir: str, log=_log):
+  """The search, the derived cell's training, and the files (module docstring)."""
+  validate(config)
+  start = time.perf_counter()
+  corpus = text.load_text(config.data.path or config.data.name, config.data.get("data_dir", ""))
+  spec = rnn.cell_spec(config.space.num_nodes, tuple(config.space.ops))
+  batch, size = config.input.batch_size, config.space.size
+  train = text.batchify(corpus.train, batch)
+  valid = text.batchify(corpus.valid, config.input.eval_batch_size)
+  if config.input.get("valid_tokens", 0):
+    valid = valid[:, :max(config.input.valid_tokens // valid.shape[0], 2)]
+  os.makedirs(workdir, exist_ok=True)
+  log(f"corpus: {len(corpus.vocab)} words, {corpus.train.size} training tokens; "
+      f"cell of {spec.num_nodes} nodes, {spec.num_edges} edges × {len(spec.ops)} ops")
+  key = jax.random.PRNGKey(config.seed)
+  key, k_init = jax.random.split(key)
+  params = init_params(k_init, len(corpus.vocab), size, spec)
+  arch = rnn.init_arch(spec, config.space.get("arch_init", "ones"))
+  state = hard.init_prior(arch, "cell_type")
+  masks = hard.network_masks(state["keep"], arch)
+  steps = Steps(spec, config, train_arch=True)
+  opt_w, opt_a = steps.weight_opt.init(params), steps.arch_opt.init(arch)
+  ppl_initial = perplexity(steps, params, arch, masks, valid, config.input.bptt, size)
+  log(f"valid perplexity before training: {ppl_initial:.1f}")
+  rounds, by_rank = [], set()
+  limit = config.search.get("steps_per_round", 0)
+  for round_ in range(config.search.rounds):
+    t0 = time.perf_counter()
+    params, arch, opt_w, opt_a, key, done = _epoch(
+        steps, params, arch, opt_w, opt_a, masks, state["omega"], train, config, key, round_,
+        limit, f"round {round_ + 1}", log)
+    train_seconds = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    curvature, h = None, jnp.zeros((batch, size))
+    for i, (inputs, targets, _) in enumerate(text.windows(train, config.input.bptt,
+                                                          seed=config.seed + 1, epoch=round_,
+                                                          random_length=False)):
+      if i >= config.search.curvature_windows:
+        break
+      c, h = steps.curvature_step(params, arch, masks, jnp.asarray(inputs),
+                                  jnp.asarray(targets), h)
+      curvature = c if curvature is None else jax.tree_util.tree_map(jnp.add, curvature, c)
+    count = min(i + 1, config.search.curvature_windows)
+    curvature = jax.tree_util.tree_map(lambda v: v / count, curvature)
+    curvature_watch = FiniteWatch()
+    curvature_watch.add(f"round {round_ + 1}: curvature", count - 1, {"curvature": curvature})
+    curvature_watch.check(_HINT)
+    jax.block_until_ready(curvature)
+    curvature_seconds = time.perf_counter() - t0
+    factor = hard.lambda_factor(config.search.get("lambda_ramp", "none"), round_,
+                                config.search.rounds)
+    keep_last = bool(config.search.get("keep_last", False))
+    state, records, _ = hard.hard_update(
+        arch, curvature, state, spec=spec, lambda_w=float(config.search.lambda_w) * factor,
+        grouping="cell_type", dependency=config.search.dependency,
+        rank_by=config.search.rank_by, zero_curvature=config.search.zero_curvature,
+        prune_rule=config.search.get("prune_rule", "entropy"), keep_last=keep_last)
+    if keep_last:
+      restored = np.asarray(records[rnn.KIND]["ops"]["restored"])
+      alive_before = np.asarray(state["alive_before"][rnn.KIND]["ops"])
+      for node in spec.intermediate:
+        into = spec.in_edges(node)
+        if restored[into].any() and alive_before[into].sum() > 1:
+          # The rule pruned several pairs at once; the rank chose the one kept.
+          by_rank.add(node)
+          log(f"  node {node}: round {round_ + 1} pruned all {int(alive_before[into].sum())} "
+              f"remaining pairs; the best by search.rank_by stays (search.keep_last)")
+    masks = hard.network_masks(state["keep"], arch)
+    arch = _masked(arch, masks)
+    kept = int(np.sum(np.asarray(state["keep"][rnn.KIND]["ops"])))
+    rounds.append({"round": round_ + 1, "steps": done, "train_seconds": round(train_seconds, 2),
+                   "curvature_seconds": round(curvature_seconds, 2), "kept_ops": kept,
+                   "kept_origins": int(np.sum(np.asarray(state["keep"][rnn.KIND]["origin"])))})
+    log(f"round {round_ + 1}: {done} steps in {train_seconds:.1f} s, curvature on "
+        f"{count} windows in {curvature_seconds:.1f} s; {kept} of {spec.num_edges * len(spec.ops)}"
+        f" (edge, op) pairs kept")
+  genotype, decisions = derive(spec, state, arch, by_rank)
+  by_prior = sum(d["decided_by"] == "prior" for d in decisions)
+  log(f"derived: {by_prior}/{len(decisions)} nodes decided by the prior, "
+      f"{len(decisions) - by_prior} by rank (search.rank_by)")
+  for d in decisions:
+    if d["empty"]:
+      log(f"  warning: node {d['node']}: the prior pruned every input pair; the rank chose "
+          f"({d['op']}, {d['from']}) (lower search.lambda_w)")
+    elif d["decided_by"] == "rank" and d["survivors"] > 1:
+      log(f"  node {d['node']}: the prior kept {d['survivors']} pairs; the rank chose "
+          f"({d['op']}, {d['from']})")
+    elif d["decided_by"] == "rank":
+      log(f"  node {d['node']}: ({d['op']}, {d['from']}) kept by rank among the pairs its "
+          f"last pruning round removed together (search.keep_last)")
+  export.write_json(os.path.join(workdir, "genotype.json"), genotype)
+  with open(os.path.join(workdir, "genotype.txt"), "w", encoding="utf-8") as f:
+    f.write(genotype_literal(genotype) + "\n")
+  record = {name: {part: np.asarray(v[rnn.KIND][part]).tolist() for part in ("origin", "ops")}
+            for name, v in (("w", arch), ("gamma", state["gamma"]), ("score", state["score"]),
+                            ("keep", state["keep"]))}
+  record.update({"edges": [list(e) for e in spec.edges], "ops": list(spec.ops)})
+  export.write_json(os.path.join(workdir, "architecture.json"), record)
+  _plot(workdir, spec, state)
+  log(f"derived cell: {genotype_literal(genotype)}")
+  # The derived cell, trained from scratch with only its scalars on.
+  derived_masks = genotype_masks(spec, genotype)
+  key, k_init = jax.random.split(key)
+  params = init_params(k_init, len(corpus.vocab), size, spec)
+  ones = rnn.init_arch(spec)
+  cell_steps = Steps(spec, config, train_arch=False, norm=config.train.norm)
+  opt_w = cell_steps.weight_opt.init(params)
+  total, epoch = 0, 0
+  while total < config.train.steps:
+    params, _, opt_w, _, key, done = _epoch(
+        cell_steps, params, ones, opt_w, None, derived_masks, state["omega"], train, config,
+        key, 1000 + epoch, config.train.steps - total, "derived cell", log)
+    total += done
+    epoch += 1
+  ppl = perplexity(cell_steps, params, ones, derived_masks, valid, config.input.bptt, size)
+  log(f"valid perplexity of the derived cell after {total} steps: {ppl:.1f}")
+  summary = {"genotype": genotype, "genotype_literal": genotype_literal(genotype),
+             "decided_by_prior": by_prior, "decided_by_rank": len(decisions) - by_prior,
+             "empty_nodes": sum(d["empty"] for d in decisions), "decisions": decisions,
+             "valid_perplexity_initial": round(ppl_initial, 2),
+             "valid_perplexity": round(ppl, 2), "derived_cell_steps": total,
+             "rounds": rounds, "seconds": round(time.perf_counter() - start, 1),
+             "device": jax.devices()[0].device_kind}
+  export.write_json(os.path.join(workdir, "summary.json"), summary)
+  return summary
+
+
+def _plot(workdir, spec, state):
+  import matplotlib  # pylint: disable=import-outside-toplevel
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
+  score = np.asarray(state["score"][rnn.KIND]["ops"])
+  keep = np.asarray(state["keep"][rnn.KIND]["ops"])
+  fig, ax = plt.subplots(figsize=(8, 0.25 * spec.num_edges + 1))
+  shown = np.where(keep, score, np.nan)
+  image = ax.imshow(shown, aspect="auto", cmap="viridis")
+  ax.set_yticks(range(spec.num_edges), [f"{j}→{k}" for j, k in spec.edges], fontsize=6)
+  ax.set_xticks(range(len(spec.ops)), spec.ops)
+  ax.set_title("rank score of kept (edge, op) pairs (blank: pruned)")
+  fig.colorbar(image)
+  fig.tight_layout()
+  fig.savefig(os.path.join(workdir, "scalars.png"), dpi=100)
+  plt.close(fig)
+
+
+def as_json(summary):
+  return json.dumps(summary, indent=1)
