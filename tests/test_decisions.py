@@ -149,7 +149,7 @@ def test_nb201_decisions_count_prior_and_rank_and_rate_margins():
 
 def test_darts_decisions_count_nodes_the_prior_left_exact():
   from configs import darts_cifar10_search  # pylint: disable=import-outside-toplevel
-  from bayesnas_jax.spaces import darts, darts_space  # pylint: disable=import-outside-toplevel
+  from bayesnas_jax.spaces import darts  # pylint: disable=import-outside-toplevel
   config = darts_cifar10_search.get_config()
   spec = darts.cell_spec(config.space)
   keep = {kind: np.zeros((spec.num_edges, len(spec.ops)), bool) for kind in ("normal", "reduce")}
@@ -164,7 +164,7 @@ def test_darts_decisions_count_nodes_the_prior_left_exact():
            "keep": {k: {"ops": v} for k, v in keep.items()}}
   search = ml_collections.ConfigDict(dict(grouping="cell_type", top_k=2))
   genotype = {"normal": [], "reduce": []}
-  decided = darts_space.decisions(config.space, genotype, state, search)
+  decided = darts.decisions(config.space, genotype, state, search)
   normal = [d for d in decided if d["edge"].startswith("normal")]
   assert [d["decided_by"] for d in normal] == ["prior", "rank", "rank", "rank"]
   assert [d["empty"] for d in normal] == [False, False, False, True]

@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 
 from bayesnas_jax.checkpoints import Checkpointer
-from bayesnas_jax.evaluation import counting, network, train
+from bayesnas_jax.evaluation import counting, darts_network, train
 from configs import darts_cifar10_eval, imagenet_eval
 
 LITERAL = ("Genotype(normal=[('sep_conv_3x3', 0), ('skip_connect', 1), ('max_pool_3x3', 0), "
@@ -108,20 +108,21 @@ def uninterrupted(files, tiny_data, tmp_path_factory):
 @pytest.fixture(scope="module")
 def forward():
   """Jitted train- and eval-mode forward passes of THREE_INPUTS at MODEL."""
-  genotype = network.canonical(THREE_INPUTS)
+  genotype = darts_network.canonical(THREE_INPUTS)
 
   def run(params, stats, images, key, drop_prob, train_mode):
-    return network.apply(params, stats, images, genotype, MODEL, train=train_mode, key=key,
-                         drop_path_prob=drop_prob)
+    return darts_network.apply(params, stats, images, genotype, MODEL, train=train_mode,
+                               key=key, drop_path_prob=drop_prob)
 
-  params, stats = jax.jit(lambda key: network.init(key, genotype, MODEL))(jax.random.PRNGKey(0))
+  params, stats = jax.jit(lambda key: darts_network.init(key, genotype, MODEL))(
+      jax.random.PRNGKey(0))
   images = jax.random.normal(jax.random.PRNGKey(1), (6, 8, 8, 3), jnp.float32)
   return jax.jit(run, static_argnums=5), params, stats, images
 
 
 def test_genotype_files_in_both_formats(files, tiny_data, tmp_path):
   literal = train.load_genotype(tiny_config(files["literal"], tiny_data))
-  assert literal == network.canonical(TWO_INPUTS)
+  assert literal == darts_network.canonical(TWO_INPUTS)
   three = train.load_genotype(tiny_config(files["json"], tiny_data))
   assert sum(1 for _, _, target in three[0][1] if target == 3) == 3
   # One training step from the DARTS literal: it builds, steps and checkpoints.
@@ -157,7 +158,7 @@ def test_parameter_count_grows_by_exactly_the_added_edge():
   for name, genotype in (("two", TWO_INPUTS), ("three", THREE_INPUTS)):
     params, _ = counting.abstract_network(genotype, model)
     counts[name] = counting.parameter_count(params)
-  normal_channels = [c for reduction, c in network.cell_plan(model) if not reduction]
+  normal_channels = [c for reduction, c in darts_network.cell_plan(model) if not reduction]
   assert normal_channels == [4, 8, 16]
   assert counts["three"] - counts["two"] == sum(_edge_weights(c) for c in normal_channels)
   swapped = {**TWO_INPUTS, "reduce": [["sep_conv_5x5", 0, 2]] + TWO_INPUTS["reduce"][1:]}
@@ -195,7 +196,7 @@ def test_darts_v2_counts_match_published_figures(files, tiny_data):
   assert round(summary["flops_M"]) == 528
   imagenet = imagenet_eval.get_config(files["darts_v2"])
   imagenet.model.image_size = 32  # only the stem and strides matter for shapes
-  params, _ = counting.abstract_network(network.canonical(THREE_INPUTS), imagenet.model)
+  params, _ = counting.abstract_network(darts_network.canonical(THREE_INPUTS), imagenet.model)
   assert "stem0" in params and counting.parameter_count(params) > 0
 
 

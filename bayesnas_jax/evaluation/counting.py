@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from bayesnas_jax.evaluation import network
+from bayesnas_jax.evaluation import darts_network
 
 
 def _prod(dims):
@@ -71,14 +71,14 @@ def _as_dict(config):
   return config.to_dict() if hasattr(config, "to_dict") else dict(config)
 
 
-def abstract_network(genotype, config, net=network):
+def abstract_network(genotype, config, net=darts_network):
   """(params, batch_stats) as ShapeDtypeStructs: no memory, no compilation.
   `net` is the network's module (or any object with its `init` and `apply`)."""
   return jax.eval_shape(lambda key: net.init(key, genotype, config),
                         jax.random.PRNGKey(0))
 
 
-def flops_per_image(genotype, config, net=network) -> int:
+def flops_per_image(genotype, config, net=darts_network) -> int:
   """MACs of one config["image_size"]² image at inference (see module docstring)."""
   # Depthwise convs traced as grouped convolutions so that they appear as such.
   model = {**_as_dict(config), "depthwise_impl": "lax"}

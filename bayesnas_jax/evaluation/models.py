@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Callable, NamedTuple
 
 from bayesnas_jax import export
-from bayesnas_jax.evaluation import nb201_network, network, tree_network
+from bayesnas_jax.evaluation import darts_network, nb201_network, tree_network
 
 
 class EvalModel(NamedTuple):
@@ -33,13 +33,13 @@ def _darts_genotype_dict(genotype):
 def _darts_load(path):
   genotype = export.load_genotype(path)
   try:
-    return network.canonical(genotype)
+    return darts_network.canonical(genotype)
   except ValueError as err:
     raise ValueError(f"genotype file {path}: {err}") from None
 
 
 MODELS = {
-    "darts": EvalModel("darts", _darts_load, network.init, network.apply,
+    "darts": EvalModel("darts", _darts_load, darts_network.init, darts_network.apply,
                        _darts_genotype_dict),
     "nb201": EvalModel("nb201", nb201_network.load, nb201_network.init, nb201_network.apply,
                        nb201_network.genotype_dict),

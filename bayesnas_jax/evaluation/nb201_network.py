@@ -6,7 +6,7 @@ residual reduction block between them (ReLU-conv3×3 stride 2-BN, ReLU-conv3×3-
 shortcut 2×2 average pool then 1×1 conv); BN, ReLU, global average pool,
 linear. Cell node k sums op(node j) over its edges j → k that are not `none`
 (a node without such edges is zero); the cell outputs node 3. Batch norm is
-affine with running statistics (`network._bn`, PyTorch's update rule); there is
+affine with running statistics (`layers.bn`, PyTorch's update rule); there is
 no auxiliary head and no drop-path.
 
 A genotype here is the tuple of the six edges' ops in NB201 order (0→1, 0→2,
@@ -22,7 +22,7 @@ import jax
 import jax.numpy as jnp
 
 from bayesnas_jax import nn
-from bayesnas_jax.evaluation.network import _bn, _bn_init, _Context, _conv_bn, _conv_bn_init
+from bayesnas_jax.evaluation import layers
 from bayesnas_jax.spaces import nb201
 
 EDGES = nb201.cell_spec().edges
@@ -48,15 +48,15 @@ def genotype_dict(genotype):
 
 def _op_init(key, op, channels, dtype):
   if op == "nor_conv_1x1":
-    return _conv_bn_init(key, 1, channels, channels, dtype)
+    return layers.conv_bn_init(key, 1, channels, channels, dtype)
   if op == "nor_conv_3x3":
-    return _conv_bn_init(key, 3, channels, channels, dtype)
+    return layers.conv_bn_init(key, 3, channels, channels, dtype)
   return {}, {}
 
 
 def _op_apply(op, params, stats, x, ctx):
   if op in ("nor_conv_1x1", "nor_conv_3x3"):
-    return _conv_bn(params, stats, nn.relu(x), 1, ctx)
+    return layers.conv_bn(params, stats, nn.relu(x), 1, ctx)
   if op == "avg_pool_3x3":
     return nn.avg_pool(x, 3, 1), stats
   if op == "skip_connect":
@@ -70,15 +70,15 @@ def init(key, genotype, config, dtype=jnp.float32):
   c, n = config["channels"], config["cells_per_stage"]
   keys = iter(jax.random.split(key, 3 * n * len(EDGES) + 8))
   params, stats = {}, {}
-  params["stem"], stats["stem"] = _conv_bn_init(next(keys), 3, config.get("in_channels", 3),
-                                                c, dtype)
+  params["stem"], stats["stem"] = layers.conv_bn_init(next(keys), 3,
+                                                      config.get("in_channels", 3), c, dtype)
   params["cells"], stats["cells"] = [], []
   params["reductions"], stats["reductions"] = [], []
   for stage in range(3):
     width = c * 2 ** stage
     if stage:
-      a = _conv_bn_init(next(keys), 3, width // 2, width, dtype)
-      b = _conv_bn_init(next(keys), 3, width, width, dtype)
+      a = layers.conv_bn_init(next(keys), 3, width // 2, width, dtype)
+      b = layers.conv_bn_init(next(keys), 3, width, width, dtype)
       shortcut = jax.random.normal(next(keys), (width // 2, width), dtype) * math.sqrt(
           2.0 / (width // 2))
       params["reductions"].append({"conv_a": a[0], "conv_b": b[0], "shortcut": shortcut})
@@ -87,7 +87,7 @@ def init(key, genotype, config, dtype=jnp.float32):
       cell = [_op_init(next(keys), op, width, dtype) for op in genotype]
       params["cells"].append([p for p, _ in cell])
       stats["cells"].append([s for _, s in cell])
-  params["last_bn"], stats["last_bn"] = _bn_init(4 * c, dtype)
+  params["last_bn"], stats["last_bn"] = layers.bn_init(4 * c, dtype)
   params["classifier"] = {
       "w": jax.random.normal(next(keys), (4 * c, config["num_classes"]), dtype)
            / math.sqrt(4 * c),
@@ -109,8 +109,8 @@ def _cell(params, stats, x, genotype, ctx):
 
 
 def _reduction(params, stats, x, ctx):
-  y, a = _conv_bn(params["conv_a"], stats["conv_a"], nn.relu(x), 2, ctx)
-  y, b = _conv_bn(params["conv_b"], stats["conv_b"], nn.relu(y), 1, ctx)
+  y, a = layers.conv_bn(params["conv_a"], stats["conv_a"], nn.relu(x), 2, ctx)
+  y, b = layers.conv_bn(params["conv_b"], stats["conv_b"], nn.relu(y), 1, ctx)
   shortcut = nn.dense(nn.avg_pool(x, 2, 2), params["shortcut"])
   return y + shortcut, {"conv_a": a, "conv_b": b}
 
@@ -121,11 +121,11 @@ def apply(params, batch_stats, images, genotype, config, *, train, key=None,
   batch statistics and moves the running averages, train=False uses them."""
   del key, drop_path_prob  # no drop-path in the NB201 protocol
   genotype = canonical(genotype)
-  ctx = _Context(bool(train), float(config.get("bn_momentum", 0.1)), "auto",
-                 jnp.asarray(0.0))
+  ctx = layers.Context(bool(train), float(config.get("bn_momentum", 0.1)), "auto",
+                       jnp.asarray(0.0))
   n = config["cells_per_stage"]
   new = {"cells": [], "reductions": []}
-  x, new["stem"] = _conv_bn(params["stem"], batch_stats["stem"], images, 1, ctx)
+  x, new["stem"] = layers.conv_bn(params["stem"], batch_stats["stem"], images, 1, ctx)
   for stage in range(3):
     if stage:
       x, reduction_stats = _reduction(params["reductions"][stage - 1],
@@ -134,7 +134,7 @@ def apply(params, batch_stats, images, genotype, config, *, train, key=None,
     for i in range(stage * n, (stage + 1) * n):
       x, cell_stats = _cell(params["cells"][i], batch_stats["cells"][i], x, genotype, ctx)
       new["cells"].append(cell_stats)
-  x, new["last_bn"] = _bn(params["last_bn"], batch_stats["last_bn"], x, ctx)
+  x, new["last_bn"] = layers.bn(params["last_bn"], batch_stats["last_bn"], x, ctx)
   logits = nn.dense(nn.global_avg_pool(nn.relu(x)), params["classifier"]["w"],
                     params["classifier"]["b"])
   return logits, None, new

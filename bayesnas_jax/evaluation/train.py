@@ -30,7 +30,7 @@ import optax
 from bayesnas_jax import data as data_lib
 from bayesnas_jax import export
 from bayesnas_jax.checkpoints import Checkpointer, Interrupted
-from bayesnas_jax.evaluation import counting, feeds, models, network
+from bayesnas_jax.evaluation import counting, darts_network, feeds, models
 from bayesnas_jax.metrics import FiniteWatch, MetricWriter, Progress
 from bayesnas_jax.nn.conv import IMPLS
 from bayesnas_jax.parallel import data_parallel, global_batch
@@ -85,8 +85,8 @@ def validate(config):
   _need(config.model.channels % 2 == 0, "model.channels", "an even number",
         config.model.channels)
   net = models.get(config.model)
-  _need(net.name != "darts" or config.model.stem in network.STEMS, "model.stem",
-        f"one of {network.STEMS}", config.model.get("stem"))
+  _need(net.name != "darts" or config.model.stem in darts_network.STEMS, "model.stem",
+        f"one of {darts_network.STEMS}", config.model.get("stem"))
   _need(config.train.lr_schedule in SCHEDULES, "train.lr_schedule", f"one of {SCHEDULES}",
         config.train.lr_schedule)
   _need(config.model.get("depthwise_impl", "auto") in IMPLS, "model.depthwise_impl",

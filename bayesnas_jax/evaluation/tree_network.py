@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import ml_collections
 
 from bayesnas_jax import nn
-from bayesnas_jax.evaluation.network import _bn, _bn_init, _Context
+from bayesnas_jax.evaluation import layers
 from bayesnas_jax.spaces import tree_pyramid
 
 
@@ -80,7 +80,7 @@ def init(key, genotype, config, dtype=jnp.float32):
   stats = {}
   for name, channels in _norm_shapes(genotype, config, config.get("image_size", 32),
                                      config.get("in_channels", 3), dtype).items():
-    params["bn"][name], stats[name] = _bn_init(channels, dtype)
+    params["bn"][name], stats[name] = layers.bn_init(channels, dtype)
   return params, stats
 
 
@@ -90,11 +90,12 @@ def apply(params, batch_stats, images, genotype, config, *, train, key=None,
   the running averages."""
   del key, drop_path_prob
   genotype = canonical(genotype)
-  ctx = _Context(bool(train), float(config.get("bn_momentum", 0.1)), "auto", jnp.asarray(0.0))
+  ctx = layers.Context(bool(train), float(config.get("bn_momentum", 0.1)), "auto",
+                       jnp.asarray(0.0))
   new = {}
 
   def norm(name, x):
-    y, new[name] = _bn(params["bn"][name], batch_stats[name], x, ctx)
+    y, new[name] = layers.bn(params["bn"][name], batch_stats[name], x, ctx)
     return y
 
   logits = tree_pyramid.apply(params["weights"], None, images, _space(config),

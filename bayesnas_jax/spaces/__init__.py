@@ -10,7 +10,7 @@ import importlib
 from bayesnas_jax.spaces.base import SearchSpace, cell_specs
 
 # name → module with make(space_config) and validate(space_config).
-REGISTRY = {"darts": "bayesnas_jax.spaces.darts_space", "nb201": "bayesnas_jax.spaces.nb201",
+REGISTRY = {"darts": "bayesnas_jax.spaces.darts", "nb201": "bayesnas_jax.spaces.nb201",
             "tree_pyramid": "bayesnas_jax.spaces.tree_pyramid"}
 
 

@@ -2,7 +2,7 @@
 
 A space is a small `NamedTuple` of pure functions, as an optax transform is a
 pair of them; one constructor per space lives in its own module
-(`darts_space.make`, `nb201.make`), and the round loop (`search/run.py`,
+(`darts.make`, `nb201.make`), and the round loop (`search/run.py`,
 `search/objective.py`) only ever calls these fields.
 
 Conventions every space keeps:

@@ -1,4 +1,4 @@
-"""The evaluation network of a derived genotype (SPEC §4; DARTS evaluation layout).
+"""The DARTS evaluation network of a derived genotype (SPEC §4; DARTS evaluation layout).
 
 stem → `layers` cells, reductions at layers//3 and 2·layers//3 (channels doubled
 there) → global average pooling → linear classifier; an auxiliary head reads the
@@ -35,7 +35,6 @@ stem_multiplier (3), auxiliary (True), depthwise_impl ("auto"), bn_momentum (0.1
 from __future__ import annotations
 
 import math
-from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -43,6 +42,7 @@ import numpy as np
 from jax import lax
 
 from bayesnas_jax import nn
+from bayesnas_jax.evaluation import layers
 from bayesnas_jax.spaces.darts import reduction_layers
 from bayesnas_jax.spaces.ops import OPS, he_normal
 
@@ -118,50 +118,15 @@ def _aux_geometry(config):
   return window, stride, (size - window) // stride + 1
 
 
-class _Context(NamedTuple):
-  train: bool
-  momentum: float
-  impl: str
-  drop_prob: jax.Array
-
-
 # ----------------------------------------------------------------------------
-# Layers: init returns (params, stats); apply returns (output, new stats).
-
-
-def _bn_init(channels, dtype):
-  return ({"scale": jnp.ones((channels,), dtype), "bias": jnp.zeros((channels,), dtype)},
-          {"mean": jnp.zeros((channels,), dtype), "var": jnp.ones((channels,), dtype)})
-
-
-def _bn(params, stats, x, ctx):
-  if not ctx.train:
-    y = nn.batch_norm(x, params["scale"], params["bias"], mean=stats["mean"],
-                      var=stats["var"])
-    return y, stats
-  y, (mean, var) = nn.batch_norm(x, params["scale"], params["bias"], return_stats=True)
-  n = x.size // x.shape[-1]
-  m = ctx.momentum
-  return y, {"mean": (1 - m) * stats["mean"] + m * mean,
-             "var": (1 - m) * stats["var"] + m * var * (n / max(n - 1, 1))}
-
-
-def _conv_bn_init(key, kernel, c_in, c_out, dtype):
-  bn_params, bn_stats = _bn_init(c_out, dtype)
-  w = he_normal(key, (kernel, kernel, c_in, c_out), kernel * kernel * c_in, dtype)
-  return {"w": w, "bn": bn_params}, {"bn": bn_stats}
-
-
-def _conv_bn(params, stats, x, stride, ctx):
-  y, bn_stats = _bn(params["bn"], stats["bn"], nn.conv2d(x, params["w"], stride=stride),
-                    ctx)
-  return y, {"bn": bn_stats}
+# Layers: init returns (params, stats); apply returns (output, new stats)
+# (batch norm and conv-BN in `layers`).
 
 
 def _factorized_reduce_init(key, c_in, c_out, dtype):
   k1, k2 = jax.random.split(key)
   half = c_out // 2
-  bn_params, bn_stats = _bn_init(c_out, dtype)
+  bn_params, bn_stats = layers.bn_init(c_out, dtype)
   return ({"w1": he_normal(k1, (c_in, half), c_in, dtype),
            "w2": he_normal(k2, (c_in, c_out - half), c_in, dtype), "bn": bn_params},
           {"bn": bn_stats})
@@ -173,7 +138,7 @@ def _factorized_reduce(params, stats, x, ctx):
   odd = jnp.pad(x, ((0, 0), (0, x.shape[1] % 2), (0, x.shape[2] % 2), (0, 0)))
   y = nn.concat([nn.dense(x[:, ::2, ::2], params["w1"]),
                  nn.dense(odd[:, 1::2, 1::2], params["w2"])])
-  y, bn_stats = _bn(params["bn"], stats["bn"], y, ctx)
+  y, bn_stats = layers.bn(params["bn"], stats["bn"], y, ctx)
   return y, {"bn": bn_stats}
 
 
@@ -192,7 +157,7 @@ def op_init(key, op, channels, stride, dtype=jnp.float32):
   if op.startswith("sep_conv"):
     k = _kernel_size(op)
     keys = jax.random.split(key, 4)
-    (bn1, s1), (bn2, s2) = _bn_init(c, dtype), _bn_init(c, dtype)
+    (bn1, s1), (bn2, s2) = layers.bn_init(c, dtype), layers.bn_init(c, dtype)
     return ({"dw1": he_normal(keys[0], (k, k, 1, c), k * k, dtype),
              "pw1": he_normal(keys[1], (c, c), c, dtype), "bn1": bn1,
              "dw2": he_normal(keys[2], (k, k, 1, c), k * k, dtype),
@@ -201,7 +166,7 @@ def op_init(key, op, channels, stride, dtype=jnp.float32):
   if op.startswith("dil_conv"):
     k = _kernel_size(op)
     keys = jax.random.split(key, 2)
-    bn, s = _bn_init(c, dtype)
+    bn, s = layers.bn_init(c, dtype)
     return ({"dw": he_normal(keys[0], (k, k, 1, c), k * k, dtype),
              "pw": he_normal(keys[1], (c, c), c, dtype), "bn": bn}, {"bn": s})
   if op == "skip_connect" and stride == 2:
@@ -212,13 +177,13 @@ def op_init(key, op, channels, stride, dtype=jnp.float32):
 def op_apply(op, params, stats, x, stride, ctx):
   if op.startswith("sep_conv"):
     y = _depthwise(nn.relu(x), params["dw1"], stride, 1, ctx)
-    y, s1 = _bn(params["bn1"], stats["bn1"], nn.dense(y, params["pw1"]), ctx)
+    y, s1 = layers.bn(params["bn1"], stats["bn1"], nn.dense(y, params["pw1"]), ctx)
     y = _depthwise(nn.relu(y), params["dw2"], 1, 1, ctx)
-    y, s2 = _bn(params["bn2"], stats["bn2"], nn.dense(y, params["pw2"]), ctx)
+    y, s2 = layers.bn(params["bn2"], stats["bn2"], nn.dense(y, params["pw2"]), ctx)
     return y, {"bn1": s1, "bn2": s2}
   if op.startswith("dil_conv"):
     y = _depthwise(nn.relu(x), params["dw"], stride, 2, ctx)
-    y, s = _bn(params["bn"], stats["bn"], nn.dense(y, params["pw"]), ctx)
+    y, s = layers.bn(params["bn"], stats["bn"], nn.dense(y, params["pw"]), ctx)
     return y, {"bn": s}
   if op == "skip_connect":
     return (x, stats) if stride == 1 else _factorized_reduce(params, stats, x, ctx)
@@ -245,8 +210,8 @@ def _cell_init(key, cell, c_prev_prev, c_prev, channels, reduction, reduction_pr
   edges, _ = cell
   keys = jax.random.split(key, len(edges) + 2)
   pre0 = (_factorized_reduce_init(keys[0], c_prev_prev, channels, dtype) if reduction_prev
-          else _conv_bn_init(keys[0], 1, c_prev_prev, channels, dtype))
-  pre1 = _conv_bn_init(keys[1], 1, c_prev, channels, dtype)
+          else layers.conv_bn_init(keys[0], 1, c_prev_prev, channels, dtype))
+  pre1 = layers.conv_bn_init(keys[1], 1, c_prev, channels, dtype)
   ops = [op_init(k, op, channels, _edge_stride(reduction, source), dtype)
          for k, (op, source, _) in zip(keys[2:], edges)]
   return ({"pre0": pre0[0], "pre1": pre1[0], "edges": [p for p, _ in ops]},
@@ -256,9 +221,9 @@ def _cell_init(key, cell, c_prev_prev, c_prev, channels, reduction, reduction_pr
 def _cell(params, stats, s0, s1, cell, reduction, ctx, key):
   edges, concat = cell
   pre0 = _factorized_reduce if "w1" in params["pre0"] else (
-      lambda p, s, x, c: _conv_bn(p, s, nn.relu(x), 1, c))
+      lambda p, s, x, c: layers.conv_bn(p, s, nn.relu(x), 1, c))
   x0, pre0_stats = pre0(params["pre0"], stats["pre0"], s0, ctx)
-  x1, pre1_stats = _conv_bn(params["pre1"], stats["pre1"], nn.relu(s1), 1, ctx)
+  x1, pre1_stats = layers.conv_bn(params["pre1"], stats["pre1"], nn.relu(s1), 1, ctx)
   states = {0: x0, 1: x1}
   edge_stats = list(stats["edges"])
   for node in sorted({t for _, _, t in edges}):
@@ -280,8 +245,8 @@ def _cell(params, stats, s0, s1, cell, reduction, ctx, key):
 def _aux_init(key, c_in, num_classes, pooled, dtype):
   k1, k2, k3 = jax.random.split(key, 3)
   hidden, features = AUX_CHANNELS
-  conv1 = _conv_bn_init(k1, 1, c_in, hidden, dtype)
-  conv2 = _conv_bn_init(k2, pooled, hidden, features, dtype)
+  conv1 = layers.conv_bn_init(k1, 1, c_in, hidden, dtype)
+  conv2 = layers.conv_bn_init(k2, pooled, hidden, features, dtype)
   classifier = {"w": jax.random.normal(k3, (features, num_classes), dtype)
                      / math.sqrt(features), "b": jnp.zeros((num_classes,), dtype)}
   return ({"conv1": conv1[0], "conv2": conv2[0], "classifier": classifier},
@@ -292,12 +257,12 @@ def _aux(params, stats, x, window, stride, ctx):
   x = nn.relu(x)
   x = lax.reduce_window(x, np.zeros((), x.dtype), lax.add, (1, window, window, 1),
                         (1, stride, stride, 1), "VALID") / (window * window)
-  x, conv1 = _conv_bn(params["conv1"], stats["conv1"], x, 1, ctx)
+  x, conv1 = layers.conv_bn(params["conv1"], stats["conv1"], x, 1, ctx)
   # The second conv covers the whole pooled map (VALID): a dense map of the
   # flattened map, giving one 768-vector per example.
   w = params["conv2"]["w"]
   x = nn.dense(nn.relu(x).reshape(x.shape[0], -1), w.reshape(-1, w.shape[-1]))
-  x, bn = _bn(params["conv2"]["bn"], stats["conv2"]["bn"], x, ctx)
+  x, bn = layers.bn(params["conv2"]["bn"], stats["conv2"]["bn"], x, ctx)
   logits = nn.dense(nn.relu(x), params["classifier"]["w"], params["classifier"]["b"])
   return logits, {"conv1": conv1, "conv2": {"bn": bn}}
 
@@ -317,16 +282,16 @@ def init(key, genotype, config, dtype=jnp.float32):
   params, stats = {}, {}
   if config["stem"] == "cifar":
     c_stem = config.get("stem_multiplier", 3) * c
-    params["stem"], stats["stem"] = _conv_bn_init(keys[0], 3, in_channels, c_stem, dtype)
+    params["stem"], stats["stem"] = layers.conv_bn_init(keys[0], 3, in_channels, c_stem, dtype)
     c_prev_prev = c_prev = c_stem
     reduction_prev = False
   else:
     k1, k2, k3 = jax.random.split(keys[0], 3)
-    conv1 = _conv_bn_init(k1, 3, in_channels, c // 2, dtype)
-    conv2 = _conv_bn_init(k2, 3, c // 2, c, dtype)
+    conv1 = layers.conv_bn_init(k1, 3, in_channels, c // 2, dtype)
+    conv2 = layers.conv_bn_init(k2, 3, c // 2, c, dtype)
     params["stem0"] = {"conv1": conv1[0], "conv2": conv2[0]}
     stats["stem0"] = {"conv1": conv1[1], "conv2": conv2[1]}
-    params["stem1"], stats["stem1"] = _conv_bn_init(k3, 3, c, c, dtype)
+    params["stem1"], stats["stem1"] = layers.conv_bn_init(k3, 3, c, c, dtype)
     c_prev_prev = c_prev = c
     reduction_prev = True
   params["cells"], stats["cells"] = [], []
@@ -360,19 +325,19 @@ def apply(params, batch_stats, images, genotype, config, *, train, key=None,
   logits; the stats come back unchanged.
   """
   cells = _cells(genotype)
-  ctx = _Context(bool(train), float(config.get("bn_momentum", 0.1)),
-                 config.get("depthwise_impl", "auto"), jnp.asarray(drop_path_prob))
+  ctx = layers.Context(bool(train), float(config.get("bn_momentum", 0.1)),
+                       config.get("depthwise_impl", "auto"), jnp.asarray(drop_path_prob))
   key = key if train else None
   new = dict(batch_stats)
   if "stem" in params:
-    s0, new["stem"] = _conv_bn(params["stem"], batch_stats["stem"], images, 1, ctx)
+    s0, new["stem"] = layers.conv_bn(params["stem"], batch_stats["stem"], images, 1, ctx)
     s1 = s0
   else:
     p0, b0 = params["stem0"], batch_stats["stem0"]
-    x, conv1 = _conv_bn(p0["conv1"], b0["conv1"], images, 2, ctx)
-    s0, conv2 = _conv_bn(p0["conv2"], b0["conv2"], nn.relu(x), 2, ctx)
+    x, conv1 = layers.conv_bn(p0["conv1"], b0["conv1"], images, 2, ctx)
+    s0, conv2 = layers.conv_bn(p0["conv2"], b0["conv2"], nn.relu(x), 2, ctx)
     new["stem0"] = {"conv1": conv1, "conv2": conv2}
-    s1, new["stem1"] = _conv_bn(params["stem1"], batch_stats["stem1"], nn.relu(s0), 2, ctx)
+    s1, new["stem1"] = layers.conv_bn(params["stem1"], batch_stats["stem1"], nn.relu(s0), 2, ctx)
   aux_logits = None
   new["cells"] = []
   for i, (reduction, _) in enumerate(cell_plan(config)):
