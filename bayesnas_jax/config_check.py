@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from bayesnas_jax import spaces
-from bayesnas_jax.export import DERIVATIONS
+from bayesnas_jax.derivation import DERIVATIONS
 from bayesnas_jax.search.hard import (GROUPINGS, LAMBDA_RAMPS, PRUNE_RULES, RANK_BY,
                                      ZERO_CURVATURE)
 from bayesnas_jax.search.objective import CURVATURE_SOURCES

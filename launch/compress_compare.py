@@ -17,7 +17,7 @@ from absl import app
 from absl import flags
 from ml_collections import config_flags
 
-from bayesnas_jax import export, launcher
+from bayesnas_jax import files, launcher
 from bayesnas_jax.compress import run
 
 FLAGS = flags.FLAGS
@@ -53,9 +53,9 @@ def compare(config, workdir, log=launcher.log):
                  f"{row['params_after']} | {row['test_error_after']:.2f} |")
   table = "\n".join(lines)
   print(table)
-  export.write_json(os.path.join(workdir, "compare.json"),
-                    {m: {k: r[k] for k in FIELDS + ("test_error_before", "flops_before")}
-                     for m, r in rows.items()})
+  files.write_json(os.path.join(workdir, "compare.json"),
+                   {m: {k: r[k] for k in FIELDS + ("test_error_before", "flops_before")}
+                    for m, r in rows.items()})
   return {m: {k: r[k] for k in FIELDS} for m, r in rows.items()}
 
 

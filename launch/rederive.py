@@ -24,7 +24,7 @@ from absl import app
 from absl import flags
 from ml_collections import config_flags
 
-from bayesnas_jax import export, launcher, spaces
+from bayesnas_jax import files, launcher, spaces
 from bayesnas_jax.search import hard
 
 FLAGS = flags.FLAGS
@@ -93,7 +93,7 @@ def rederive(config, from_dir, workdir):
              "search_seconds": original.get("search_seconds"),
              "derived_params": space.parameter_count(architecture),
              "genotype": architecture}
-  export.write_json(os.path.join(workdir, "summary.json"), summary)
+  files.write_json(os.path.join(workdir, "summary.json"), summary)
   return summary
 
 

@@ -24,7 +24,7 @@ from absl import app
 from absl import flags
 from ml_collections import config_flags
 
-from bayesnas_jax import export, launcher
+from bayesnas_jax import files, launcher
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file("config", None, "Recurrent search config.", lock_config=True)
@@ -77,7 +77,7 @@ def run(search_config, eval_config, workdir, seeds, random_cells, random_seed,
                                                 random_seed)):
     path = os.path.join(workdir, "random", f"cell{i}.json")
     if not os.path.exists(path):
-      export.write_json(path, genotype)
+      files.write_json(path, genotype)
     cells[f"random{i}"] = {"genotype": genotype, "path": path}
   for cell_name, cell in cells.items():
     out = os.path.join(workdir, "train", cell_name)
@@ -106,7 +106,7 @@ def run(search_config, eval_config, workdir, seeds, random_cells, random_seed,
                                  else 0.0},
       "mean_percentile": float(np.mean([c["percentile"] for c in searched.values()])),
   }
-  export.write_json(os.path.join(workdir, f"quality_{name}.json"), result)
+  files.write_json(os.path.join(workdir, f"quality_{name}.json"), result)
   for cell_name, cell in cells.items():
     log(f"{cell_name}: test perplexity {cell['test_perplexity']:.1f}"
         + (f", percentile {cell['percentile']:.2f}" if "percentile" in cell else ""))

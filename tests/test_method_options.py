@@ -22,7 +22,7 @@ import optax
 import pytest
 from jax.flatten_util import ravel_pytree
 
-from bayesnas_jax import export
+from bayesnas_jax import derivation
 from bayesnas_jax.curvature import softmax_ggn_diagonal
 from bayesnas_jax.search import hard, objective, run
 from bayesnas_jax.spaces import nb201
@@ -149,15 +149,15 @@ def test_edges_derivation_never_two_ops_on_one_edge():
                     [0.2, 0.1, 0.4],   # 1→3
                     [5.0, 0.3, 0.2]])  # 2→3
   keep = np.ones_like(score, bool)
-  pairs = export.derive_cell(score, keep, spec, k=2, rule="pairs")
-  edges = export.derive_cell(score, keep, spec, k=2, rule="edges")
+  pairs = derivation.derive_cell(score, keep, spec, k=2, rule="pairs")
+  edges = derivation.derive_cell(score, keep, spec, k=2, rule="edges")
   assert [e for e in pairs["edges"] if e[2] == 2] == [["x", 0, 2], ["y", 0, 2]]
   for cell in (edges,):
     slots = [(e[1], e[2]) for e in cell["edges"]]
     assert len(slots) == len(set(slots))
   assert edges["edges"] == [["x", 0, 2], ["x", 1, 2], ["y", 0, 3], ["x", 2, 3]]
   with pytest.raises(ValueError, match="config.search.derivation"):
-    export.derive_cell(score, keep, spec, rule="best")
+    derivation.derive_cell(score, keep, spec, rule="best")
 
 
 def test_penalty_budget_is_what_one_round_can_move():

@@ -14,7 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from configs import quickstart
-from bayesnas_jax import export, spaces
+from bayesnas_jax import derivation, spaces
 from bayesnas_jax.search import hard, objective
 from bayesnas_jax.search.run import initial_state
 from bayesnas_jax.spaces import darts
@@ -47,8 +47,8 @@ def _gamma_and_genotype(dtype, batch):
   new_state, _, _ = hard.hard_update(
       state["params"]["arch"], curvature, state["prior"], spec=spec, lambda_w=0.01,
       grouping="cell_type", dependency="full")
-  cells = {kind: export.derive_cell(new_state["gamma"][kind]["ops"],
-                                    new_state["keep"][kind]["ops"], spec)
+  cells = {kind: derivation.derive_cell(new_state["gamma"][kind]["ops"],
+                                        new_state["keep"][kind]["ops"], spec)
            for kind in new_state["gamma"]}
   return curvature, new_state["gamma"], cells
 

@@ -30,7 +30,7 @@ import optax
 import orbax.checkpoint as ocp
 
 from bayesnas_jax import data as data_lib
-from bayesnas_jax import export, nn, value_grad_curvature
+from bayesnas_jax import files, nn, plots, value_grad_curvature
 from bayesnas_jax.compress import groups, models, structure
 from bayesnas_jax.metrics import FiniteWatch
 
@@ -443,7 +443,7 @@ def run_compress(config, workdir: str, log=_log):
   checkpointer.save(path, small_variables, force=True)
   checkpointer.wait_until_finished()
   restored = checkpointer.restore(path, jax.tree_util.tree_map(np.asarray, small_variables))
-  export.write_json(os.path.join(workdir, "compressed_model.json"), description)
+  files.write_json(os.path.join(workdir, "compressed_model.json"), description)
   _, _, _, small_eval = _make_steps(small, config, {})
   restored_state = {k: v for k, v in restored.items() if k != "params"}
   error_after = test_error(small_eval, restored["params"], restored_state, test)
@@ -469,7 +469,7 @@ def run_compress(config, workdir: str, log=_log):
       "device": jax.devices()[0].device_kind, "method": method,
       "baseline_checkpoint": baseline_path or None, "distill": distill,
   }
-  export.write_json(os.path.join(workdir, "summary.json"), summary)
+  files.write_json(os.path.join(workdir, "summary.json"), summary)
   return {k: v for k, v in summary.items() if k not in ("layers", "rounds")}
 
 
@@ -491,18 +491,14 @@ def _write_table(workdir, table):
     lines.append(f"| {row['layer']} | {'×'.join(map(str, row['shape_before']))} | "
                  f"{'×'.join(map(str, row['shape_after']))} | {row['nonzero']} of "
                  f"{row['weights']} ({row['kept_percent']}%) |")
-  with open(os.path.join(workdir, "layers.md"), "w", encoding="utf-8") as f:
-    f.write("\n".join(lines) + "\n")
+  files.write_text(os.path.join(workdir, "layers.md"), "\n".join(lines) + "\n")
 
 
 def _plot(workdir, table):
-  import matplotlib  # pylint: disable=import-outside-toplevel
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
-  fig, ax = plt.subplots(figsize=(5, 3))
+  fig = plots.figure((5, 3))
+  ax = fig.subplots()
   ax.bar([row["layer"] for row in table], [row["kept_percent"] for row in table])
   ax.set_ylabel("weights kept (%)")
   ax.set_title("per-layer sparsity")
   fig.tight_layout()
-  fig.savefig(os.path.join(workdir, "sparsity.png"), dpi=100)
-  plt.close(fig)
+  plots.save_png(fig, os.path.join(workdir, "sparsity.png"), dpi=100)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Callable, NamedTuple
 
-from bayesnas_jax import export
+from bayesnas_jax import genotypes
 from bayesnas_jax.evaluation import darts_network, nb201_network, tree_network
 
 
@@ -31,7 +31,7 @@ def _darts_genotype_dict(genotype):
 
 
 def _darts_load(path):
-  genotype = export.load_genotype(path)
+  genotype = genotypes.load_genotype(path)
   try:
     return darts_network.canonical(genotype)
   except ValueError as err:

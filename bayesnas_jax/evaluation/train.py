@@ -28,7 +28,7 @@ import numpy as np
 import optax
 
 from bayesnas_jax import data as data_lib
-from bayesnas_jax import export
+from bayesnas_jax import files
 from bayesnas_jax.checkpoints import Checkpointer, Interrupted
 from bayesnas_jax.evaluation import counting, darts_network, feeds, models
 from bayesnas_jax.metrics import FiniteWatch, MetricWriter, Progress
@@ -427,5 +427,5 @@ def _finish(config, workdir, position, counts, genotype):
              "devices": jax.device_count(),
              "genotype_file": config.genotype,
              "genotype": models.get(config.model).genotype_dict(genotype)}
-  export.write_json(os.path.join(workdir, "summary.json"), summary)
+  files.write_json(os.path.join(workdir, "summary.json"), summary)
   return summary

@@ -32,7 +32,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from bayesnas_jax import export
+from bayesnas_jax import files, plots
 from bayesnas_jax.data import text
 from bayesnas_jax.lm.model import (_HINT, Steps, _epoch, _log, _masked, init_params,
                                    perplexity)
@@ -212,14 +212,13 @@ def run(config, workdir: str, log=_log):
     elif d["decided_by"] == "rank":
       log(f"  node {d['node']}: ({d['op']}, {d['from']}) kept by rank among the pairs its "
           f"last pruning round removed together (search.keep_last)")
-  export.write_json(os.path.join(workdir, "genotype.json"), genotype)
-  with open(os.path.join(workdir, "genotype.txt"), "w", encoding="utf-8") as f:
-    f.write(genotype_literal(genotype) + "\n")
+  files.write_json(os.path.join(workdir, "genotype.json"), genotype)
+  files.write_text(os.path.join(workdir, "genotype.txt"), genotype_literal(genotype) + "\n")
   record = {name: {part: np.asarray(v[rnn.KIND][part]).tolist() for part in ("origin", "ops")}
             for name, v in (("w", arch), ("gamma", state["gamma"]), ("score", state["score"]),
                             ("keep", state["keep"]))}
   record.update({"edges": [list(e) for e in spec.edges], "ops": list(spec.ops)})
-  export.write_json(os.path.join(workdir, "architecture.json"), record)
+  files.write_json(os.path.join(workdir, "architecture.json"), record)
   _plot(workdir, spec, state)
   log(f"derived cell: {genotype_literal(genotype)}")
   # The derived cell, trained from scratch with only its scalars on.
@@ -245,17 +244,15 @@ def run(config, workdir: str, log=_log):
              "valid_perplexity": round(ppl, 2), "derived_cell_steps": total,
              "rounds": rounds, "seconds": round(time.perf_counter() - start, 1),
              "device": jax.devices()[0].device_kind}
-  export.write_json(os.path.join(workdir, "summary.json"), summary)
+  files.write_json(os.path.join(workdir, "summary.json"), summary)
   return summary
 
 
 def _plot(workdir, spec, state):
-  import matplotlib  # pylint: disable=import-outside-toplevel
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
   score = np.asarray(state["score"][rnn.KIND]["ops"])
   keep = np.asarray(state["keep"][rnn.KIND]["ops"])
-  fig, ax = plt.subplots(figsize=(8, 0.25 * spec.num_edges + 1))
+  fig = plots.figure((8, 0.25 * spec.num_edges + 1))
+  ax = fig.subplots()
   shown = np.where(keep, score, np.nan)
   image = ax.imshow(shown, aspect="auto", cmap="viridis")
   ax.set_yticks(range(spec.num_edges), [f"{j}→{k}" for j, k in spec.edges], fontsize=6)
@@ -263,8 +260,7 @@ def _plot(workdir, spec, state):
   ax.set_title("rank score of kept (edge, op) pairs (blank: pruned)")
   fig.colorbar(image)
   fig.tight_layout()
-  fig.savefig(os.path.join(workdir, "scalars.png"), dpi=100)
-  plt.close(fig)
+  plots.save_png(fig, os.path.join(workdir, "scalars.png"), dpi=100)
 
 
 def as_json(summary):

@@ -10,7 +10,7 @@ import time
 import jax
 import numpy as np
 
-from bayesnas_jax import export
+from bayesnas_jax import files
 from bayesnas_jax.data import text
 from bayesnas_jax.lm.model import Steps, _epoch, _log, init_params, perplexity
 from bayesnas_jax.lm.search import genotype_literal, genotype_masks, validate
@@ -89,5 +89,5 @@ def train_cell(config, workdir: str, log=_log):
              "parameters": int(sum(np.size(v) for v in jax.tree_util.tree_leaves(params))),
              "seconds": round(time.perf_counter() - start, 1),
              "device": jax.devices()[0].device_kind}
-  export.write_json(os.path.join(workdir, "summary.json"), summary)
+  files.write_json(os.path.join(workdir, "summary.json"), summary)
   return summary

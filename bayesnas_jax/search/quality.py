@@ -23,7 +23,7 @@ import os
 import jax
 import numpy as np
 
-from bayesnas_jax import export, spaces
+from bayesnas_jax import files, plots, spaces
 from bayesnas_jax.search import benchmark_table as benchmark_table_lib
 from bayesnas_jax.search import run
 
@@ -118,7 +118,7 @@ def _train_cell(config, genotype_path, seed, workdir, log):
 
 
 def _plot(result, path_prefix):
-  fig = export._figure((7.0, 3.2))  # pylint: disable=protected-access
+  fig = plots.figure((7.0, 3.2))
   ax = fig.add_subplot()
   randoms = [r["test_accuracy"] for r in result["random"]]
   ax.scatter(randoms, np.zeros(len(randoms)) + np.linspace(-0.15, 0.15, len(randoms)),
@@ -132,7 +132,7 @@ def _plot(result, path_prefix):
   ax.set_title(f"{result['space']}: searched vs random cells; mean percentile "
                f"{result['mean_percentile']:.1f}", fontsize=9)
   ax.legend(fontsize=7, loc="lower left")
-  export._save(fig, path_prefix)  # pylint: disable=protected-access
+  plots.save(fig, path_prefix)
 
 
 # Fields that do not change what a training computes, at these values: a pool
@@ -163,7 +163,7 @@ def _random_pool(config, pool_dir):
       raise ValueError(f"--random_workdir {pool_dir}: its random cells were trained with "
                        f"another protocol ({path}); use a fresh directory")
   else:
-    export.write_json(path, protocol)
+    files.write_json(path, protocol)
 
 
 def run_quality(config, workdir, seeds, random_cells, random_seed=1000, log=print,
@@ -235,7 +235,7 @@ def run_quality(config, workdir, seeds, random_cells, random_seed=1000, log=prin
     architecture = space.random_architecture(rng)
     path = os.path.join(pool, "random", f"r{random_seed}_{i:03d}.json")
     if not os.path.exists(path):
-      export.write_json(path, architecture)
+      files.write_json(path, architecture)
     randoms.append({"index": i, "genotype_file": path, "architecture": architecture})
   # Every cell is trained with the same training seeds: differences between
   # cells are not differences of initialisation luck.
@@ -272,7 +272,7 @@ def run_quality(config, workdir, seeds, random_cells, random_seed=1000, log=prin
       "stability": stability([s["architecture"] for s in searched]),
       "protocol": protocol_config(config, "", 0).to_dict(),
   }
-  export.write_json(os.path.join(workdir, "quality.json"), result)
+  files.write_json(os.path.join(workdir, "quality.json"), result)
   _plot(result, os.path.join(workdir, "quality"))
   return {k: result[k] for k in ("space", "mean_percentile", "mean_searched_accuracy",
                                  "random_accuracy")} | {
@@ -296,7 +296,7 @@ def _table_result(space, table, searched, workdir, log):
             "table_accuracy": summary,
             "searched": [{k: v for k, v in r.items() if k != "architecture"} for r in rows],
             "stability": stability([r["architecture"] for r in rows])}
-  export.write_json(os.path.join(workdir, "quality.json"), result)
+  files.write_json(os.path.join(workdir, "quality.json"), result)
   _plot_table(result, table, os.path.join(workdir, "quality"))
   return {"space": space.name, "table_accuracy": summary,
           "searched": [{k: r[k] for k in ("seed", "nb201", "table_accuracy",
@@ -304,7 +304,7 @@ def _table_result(space, table, searched, workdir, log):
 
 
 def _plot_table(result, table, path_prefix):
-  fig = export._figure((7.0, 3.2))  # pylint: disable=protected-access
+  fig = plots.figure((7.0, 3.2))
   ax = fig.add_subplot()
   values = np.fromiter(table.accuracy.values(), np.float64)
   ax.hist(values, bins=np.linspace(max(values.min(), np.percentile(values, 1)), values.max(),
@@ -318,4 +318,4 @@ def _plot_table(result, table, path_prefix):
   ax.set_title(f"{result['space']}: searched cells in the benchmark table; mean "
                f"{summary['mean']:.2f}, sd {summary['sd']:.2f}", fontsize=9)
   ax.legend(fontsize=6, loc="upper left")
-  export._save(fig, path_prefix)  # pylint: disable=protected-access
+  plots.save(fig, path_prefix)

@@ -9,7 +9,7 @@ import os
 import jax
 import numpy as np
 
-from bayesnas_jax import export
+from bayesnas_jax import derivation, files
 
 SEARCH_PHASES = ("warmup", "train", "curvature", "update", "step5")
 
@@ -23,9 +23,9 @@ def write_round(workdir, round_, space, records, clamped):
   os.makedirs(os.path.join(workdir, "rounds"), exist_ok=True)
   scalars = []
   for kind, parts in records.items():
-    scalars.extend(export.architecture_records(round_, kind, space.cells[kind], parts))
-  export.write_json(_round_path(workdir, round_),
-                    {"round": round_, "clamped_curvature": clamped, "scalars": scalars})
+    scalars.extend(derivation.architecture_records(round_, kind, space.cells[kind], parts))
+  files.write_json(_round_path(workdir, round_),
+                   {"round": round_, "clamped_curvature": clamped, "scalars": scalars})
 
 
 def write_search_outputs(config, workdir, space, state, position):
@@ -39,14 +39,14 @@ def write_search_outputs(config, workdir, space, state, position):
     with open(path, encoding="utf-8") as f:
       rounds.append(json.load(f))
   first = next(iter(space.cells.values()))
-  export.write_json(os.path.join(workdir, "architecture.json"),
-                    {"ops": list(first.ops), "edges": [list(e) for e in first.edges],
-                     "prune_threshold": config.search.prune_threshold,
-                     "grouping": config.search.grouping,
-                     **{k: position["space_summary"][k] for k in
-                        ("decided_by_prior", "decided_by_rank", "decisions")
-                        if k in position["space_summary"]},
-                     "rounds": rounds})
+  files.write_json(os.path.join(workdir, "architecture.json"),
+                   {"ops": list(first.ops), "edges": [list(e) for e in first.edges],
+                    "prune_threshold": config.search.prune_threshold,
+                    "grouping": config.search.grouping,
+                    **{k: position["space_summary"][k] for k in
+                       ("decided_by_prior", "decided_by_rank", "decisions")
+                       if k in position["space_summary"]},
+                    "rounds": rounds})
   position["kept"] = {
       kind: {"ops": int(np.sum(np.asarray(prior_state["keep"][kind]["ops"]))),
              "origins": int(np.sum(np.asarray(prior_state["keep"][kind]["origin"])))}
@@ -75,5 +75,5 @@ def finish(config, workdir, position):
   }
   if "test" in position:
     summary["retrain_test"] = position["test"]
-  export.write_json(os.path.join(workdir, "summary.json"), summary)
+  files.write_json(os.path.join(workdir, "summary.json"), summary)
   return summary

@@ -15,9 +15,9 @@ stack (eq. 21).
 As a `SearchSpace`, the network is `apply` on the packed flat weight vector
 (`init_flat_weights`); the scalars are stacked per cell type, "normal" and
 "reduce", and share one DAG (`cell_spec`). An architecture is the genotype
-dict of `export` (`{"normal": [[op, from, to], ...], "normal_concat": [...],
+dict of `genotypes` (`{"normal": [[op, from, to], ...], "normal_concat": [...],
 "reduce": ..., "reduce_concat": ...}`), derived per node by the top-k
-surviving (edge, op) pairs by γ (`export.derive_cell`).
+surviving (edge, op) pairs by γ (`derivation.derive_cell`).
 """
 from __future__ import annotations
 
@@ -30,7 +30,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from bayesnas_jax import export, nn
+from bayesnas_jax import derivation, genotypes, nn, plots
 from bayesnas_jax.nn.conv import IMPLS
 from bayesnas_jax.spaces import ops as ops_lib
 from bayesnas_jax.spaces.base import SearchSpace, group_keep, group_values
@@ -347,7 +347,7 @@ def validate(space):
 def derive(space_config, prior_state, search_config):
   """The discrete cells: prune by γ, then per node the top-k by the rank score
   (`search.rank_by`) under `search.derivation` ("pairs" or "edges", see
-  `export.derive_cell`)."""
+  `derivation.derive_cell`)."""
   spec = cell_spec(space_config)
   cells = {}
   for kind in CELL_TYPES:
@@ -357,9 +357,9 @@ def derive(space_config, prior_state, search_config):
     score = group_values(prior_state.get("score", prior_state["gamma"])[kind]["ops"],
                          search_config.grouping)
     keep = group_keep(prior_state["keep"][kind]["ops"], search_config.grouping)
-    cells[kind] = export.derive_cell(score, keep, spec, k=search_config.top_k,
-                                     rule=search_config.get("derivation", "pairs"))
-  return export.genotype_from_cells(cells["normal"], cells["reduce"])
+    cells[kind] = derivation.derive_cell(score, keep, spec, k=search_config.top_k,
+                                         rule=search_config.get("derivation", "pairs"))
+  return genotypes.genotype_from_cells(cells["normal"], cells["reduce"])
 
 
 def genotype_masks(space_config, genotype, arch):
@@ -402,17 +402,17 @@ def parameter_count(space_config, genotype, in_channels=3):
 def write(space_config, workdir, genotype, prior_state, search_config):
   """genotype.json (+ DARTS literal) and the plots of the cells and their γ."""
   spec = cell_spec(space_config)
-  export.write_genotype(workdir, genotype, spec.num_nodes, spec.num_inputs)
-  plots = os.path.join(workdir, "plots")
+  genotypes.write_genotype(workdir, genotype, spec.num_nodes, spec.num_inputs)
+  plot_dir = os.path.join(workdir, "plots")
   for kind in CELL_TYPES:
     if kind not in prior_state["gamma"]:
       continue
     cell = {"edges": genotype[kind], "concat": genotype[f"{kind}_concat"]}
-    export.plot_cell(cell, os.path.join(plots, f"{kind}_cell"), f"BayesNAS {kind} cell")
-    export.plot_gamma(group_values(prior_state["gamma"][kind]["ops"], search_config.grouping),
-                      group_keep(prior_state["keep"][kind]["ops"], search_config.grouping),
-                      spec, os.path.join(plots, f"{kind}_gamma"),
-                      f"{kind} cell: prior variance γ")
+    plots.plot_cell(cell, os.path.join(plot_dir, f"{kind}_cell"), f"BayesNAS {kind} cell")
+    plots.plot_gamma(group_values(prior_state["gamma"][kind]["ops"], search_config.grouping),
+                     group_keep(prior_state["keep"][kind]["ops"], search_config.grouping),
+                     spec, os.path.join(plot_dir, f"{kind}_gamma"),
+                     f"{kind} cell: prior variance γ")
   decided = decisions(space_config, genotype, prior_state, search_config)
   by_prior = sum(d["decided_by"] == "prior" for d in decided)
   return {"derived_edges": {kind: len(genotype[kind]) for kind in CELL_TYPES},
@@ -473,7 +473,7 @@ def make(space_config) -> SearchSpace:
     return apply(weights, arch, images, space_config, masks)
 
   def load(path):
-    return export.load_genotype(path, ops=spec.ops, num_inputs=spec.num_inputs)
+    return genotypes.load_genotype(path, ops=spec.ops, num_inputs=spec.num_inputs)
 
   return SearchSpace(
       name="darts",

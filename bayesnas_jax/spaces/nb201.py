@@ -29,7 +29,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from bayesnas_jax import export, nn
+from bayesnas_jax import files, nn, plots
 from bayesnas_jax.spaces.base import SearchSpace, group_keep, group_values
 from bayesnas_jax.spaces import cell as cell_lib
 from bayesnas_jax.spaces.cell import CellSpec, masked_arch, take
@@ -363,22 +363,22 @@ def write(workdir, architecture, prior_state, search_config, spec: CellSpec):
   for d in decided:
     d["inside_noise"] = d["margin"] is not None and abs(d["margin"]) < z
   by_prior = sum(d["decided_by"] == "prior" for d in decided)
-  export.write_json(os.path.join(workdir, "genotype.json"), {**architecture, "nb201": text})
-  export.write_text(os.path.join(workdir, "nb201_arch.txt"), text + "\n")
-  plots = os.path.join(workdir, "plots")
+  files.write_json(os.path.join(workdir, "genotype.json"), {**architecture, "nb201": text})
+  files.write_text(os.path.join(workdir, "nb201_arch.txt"), text + "\n")
+  plot_dir = os.path.join(workdir, "plots")
   cell = {"edges": [e for e in architecture[KIND] if e[0] != NONE],
           "concat": [NUM_NODES]}
   shaky = [d["edge"] for d in decided if d["inside_noise"]]
-  export.plot_cell(cell, os.path.join(plots, "cell"),
-                   f"BayesNAS NB201 cell\n{text}\n{by_prior}/6 edges decided by the prior; "
-                   f"margins (s.e.): " + ", ".join(
-                       f"{d['edge']} {d['margin']:.3g}" if d["margin"] is not None
-                       else f"{d['edge']} -" for d in decided)
-                   + (f"; inside the noise: {', '.join(shaky)}" if shaky else ""),
-                   num_inputs=1)
-  export.plot_gamma(group_values(prior_state["gamma"][KIND]["ops"], search_config.grouping),
-                    group_keep(prior_state["keep"][KIND]["ops"], search_config.grouping), spec,
-                    os.path.join(plots, "cell_gamma"), "NB201 cell: prior variance γ")
+  plots.plot_cell(cell, os.path.join(plot_dir, "cell"),
+                  f"BayesNAS NB201 cell\n{text}\n{by_prior}/6 edges decided by the prior; "
+                  f"margins (s.e.): " + ", ".join(
+                      f"{d['edge']} {d['margin']:.3g}" if d["margin"] is not None
+                      else f"{d['edge']} -" for d in decided)
+                  + (f"; inside the noise: {', '.join(shaky)}" if shaky else ""),
+                  num_inputs=1)
+  plots.plot_gamma(group_values(prior_state["gamma"][KIND]["ops"], search_config.grouping),
+                   group_keep(prior_state["keep"][KIND]["ops"], search_config.grouping), spec,
+                   os.path.join(plot_dir, "cell_gamma"), "NB201 cell: prior variance γ")
   return {"nb201": text, "derived_edges": {KIND: sum(e[0] != NONE for e in architecture[KIND])},
           "decided_by_prior": by_prior, "decided_by_rank": len(decided) - by_prior,
           "decisions": decided}

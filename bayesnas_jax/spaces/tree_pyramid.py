@@ -59,7 +59,7 @@ from typing import NamedTuple
 import jax.numpy as jnp
 import numpy as np
 
-from bayesnas_jax import export, nn
+from bayesnas_jax import files, nn, plots
 from bayesnas_jax.spaces.base import SearchSpace
 from bayesnas_jax.spaces.cell import CellSpec, masked_arch, take
 from bayesnas_jax.spaces.ops import init_classifier, numpy_rng
@@ -451,12 +451,8 @@ def parameter_count(architecture, config, in_channels=3):
 def write(workdir, architecture, prior_state, search_config, config):
   """genotype.json and one plot per stage of which paths survive."""
   del prior_state, search_config
-  export.write_json(os.path.join(workdir, "genotype.json"), architecture)
-  plots = os.path.join(workdir, "plots")
-  os.makedirs(plots, exist_ok=True)
-  import matplotlib  # pylint: disable=import-outside-toplevel
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
+  files.write_json(os.path.join(workdir, "genotype.json"), architecture)
+  plot_dir = os.path.join(workdir, "plots")
   n = config.blocks_per_stage
   kept = kept_paths(architecture)
   for stage in range(3):
@@ -464,15 +460,15 @@ def write(workdir, architecture, prior_state, search_config, config):
     for b in range(n):
       for p in kept[stage * n + b]:
         grid[b, p - 1] = 1
-    fig, ax = plt.subplots(figsize=(4, 0.3 * n + 1.2))
+    fig = plots.figure((4, 0.3 * n + 1.2))
+    ax = fig.subplots()
     ax.imshow(grid, cmap="Greens", vmin=0, vmax=1, aspect="auto")
     ax.set_xticks(range(NUM_PATHS), [f"P{p}" for p in range(1, NUM_PATHS + 1)])
     ax.set_yticks(range(n), [str(b + 1) for b in range(n)])
     ax.set_ylabel("block")
     ax.set_title(f"stage {stage + 1}: kept paths")
     fig.tight_layout()
-    fig.savefig(os.path.join(plots, f"stage{stage + 1}_paths.png"), dpi=100)
-    plt.close(fig)
+    plots.save_png(fig, os.path.join(plot_dir, f"stage{stage + 1}_paths.png"), dpi=100)
   empty = sum(1 for paths in kept if not paths)
   return {"kept_paths": sum(len(paths) for paths in kept), "empty_cells": empty,
           "derived_params": parameter_count(architecture, config)}
