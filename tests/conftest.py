@@ -1,4 +1,4 @@
-"""Test-wide settings.
+"""Test-wide settings, and the fixtures that tests in several folders share.
 
 * Float64 is enabled so curvature oracles can be checked at 1e-6 and tighter;
   library code takes its dtype from its inputs, so float32 tests still run
@@ -10,6 +10,9 @@
 import os
 import tempfile
 
+import numpy as np
+import pytest
+
 os.environ.setdefault("XLA_FLAGS", "--xla_backend_optimization_level=0")
 os.environ.setdefault("JAX_COMPILATION_CACHE_DIR",
                       os.path.join(tempfile.gettempdir(), "bayesnas_jax_test_xla_cache"))
@@ -17,5 +20,16 @@ os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.5")
 os.environ.setdefault("JAX_ENABLE_X64", "1")
 
 import jax  # noqa: E402  (after the environment above)
+import jax.numpy as jnp  # noqa: E402
 
 jax.config.update("jax_enable_x64", True)
+
+
+# A tiny float64 batch of a 3-class problem: tests/spaces/test_nb201.py and
+# tests/test_curvature_ggn.py.
+@pytest.fixture(scope="module")
+def tiny_batch():
+  rng = np.random.default_rng(0)
+  images = jnp.asarray(rng.standard_normal((6, 8, 8, 3)), jnp.float64)
+  labels = jnp.asarray(rng.integers(0, 3, (6,)), jnp.int32)
+  return images, labels

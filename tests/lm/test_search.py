@@ -1,0 +1,73 @@
+"""The recurrent-cell search (`bayesnas_jax.lm.search`): the cell derived from the
+scores, and one-line stops for a missing corpus and for a non-finite loss."""
+import numpy as np
+import pytest
+
+from bayesnas_jax.spaces import rnn
+from bayesnas_jax.spaces.rnn import RNN_OPS as OPS
+
+
+def test_derivation_keeps_one_input_per_node_by_score():
+  from bayesnas_jax.lm import search as lm_search  # pylint: disable=import-outside-toplevel
+  spec = rnn.cell_spec(3)                       # edges 0→1 | 0→2 1→2 | 0→3 1→3 2→3
+  score = np.zeros((spec.num_edges, len(OPS)))
+  keep = np.ones_like(score, bool)
+  score[0, 2] = 5.0                             # node 1: sigmoid from 0
+  score[1, 0], score[2, 3] = 1.0, 2.0           # node 2: identity from 1 beats tanh from 0
+  score[5, 1], score[4, 0] = 9.0, 3.0           # node 3: relu from 2 is pruned → tanh from 1
+  keep[5, 1] = False
+  state = {"score": {"rnn": {"ops": score}}, "keep": {"rnn": {"ops": keep}}}
+  genotype, decisions = lm_search.derive(spec, state, None)
+  assert genotype == {"recurrent": [["sigmoid", 0], ["identity", 1], ["tanh", 1]],
+                      "concat": [1, 2, 3]}
+  # Every node kept several pairs: each decision is the rank's, none empty.
+  assert [d["decided_by"] for d in decisions] == ["rank"] * 3
+  assert [d["survivors"] for d in decisions] == [4, 8, 11]
+  only = np.zeros_like(keep)
+  only[0, 2] = only[2, 3] = only[4, 0] = True  # one survivor per node
+  _, decided = lm_search.derive(spec, {**state, "keep": {"rnn": {"ops": only}}}, None)
+  assert [d["decided_by"] for d in decided] == ["prior"] * 3
+  assert lm_search.genotype_literal(genotype) == (
+      "Genotype(recurrent=[('sigmoid', 0), ('identity', 1), ('tanh', 1)], "
+      "concat=range(1, 4))")
+  keep[:, :] = False                            # everything pruned: best pair regardless
+  pruned, decided = lm_search.derive(spec, state, None)
+  assert pruned["recurrent"][2] == ["relu", 2]
+  assert all(d["empty"] and d["decided_by"] == "rank" for d in decided)  # said, not silent
+  masks = np.asarray(lm_search.genotype_masks(spec, genotype)["rnn"]["ops"][0])
+  assert masks.sum() == 3 and masks[0, 2] == masks[2, 3] == masks[4, 0] == 1
+  with pytest.raises(ValueError, match="node 2 cannot take"):
+    lm_search.genotype_masks(spec, {"recurrent": [["tanh", 0], ["tanh", 2], ["tanh", 0]],
+                                    "concat": [1, 2, 3]})
+
+
+def test_missing_corpus_folder_is_one_line(tmp_path, capsys):
+  from configs import darts_ptb_search  # pylint: disable=import-outside-toplevel
+  from bayesnas_jax import launcher  # pylint: disable=import-outside-toplevel
+  config = darts_ptb_search.get_config("cpu")
+  config.data.path = str(tmp_path / "nowhere")
+  assert launcher.main(config, str(tmp_path / "run")) == 2
+  err = capsys.readouterr().err.strip().splitlines()
+  assert len(err) == 1 and err[0].startswith("error: data.path: "), err
+  assert not (tmp_path / "run").exists()
+
+
+def test_non_finite_loss_stops_the_rnn_search_and_writes_nothing(tmp_path):
+  from configs import darts_ptb_search  # pylint: disable=import-outside-toplevel
+  from bayesnas_jax.metrics import NonFiniteError  # pylint: disable=import-outside-toplevel
+  from bayesnas_jax.lm import search as lm_search  # pylint: disable=import-outside-toplevel
+  words = [f"w{i}" for i in range(12)]
+  for name in ("train.txt", "valid.txt", "test.txt"):
+    (tmp_path / name).write_text("\n".join(" ".join(words[i:] + words[:i]) for i in range(12)))
+  config = darts_ptb_search.get_config("cpu")
+  config.data.path = str(tmp_path)
+  config.space.size, config.space.num_nodes = 8, 2
+  config.input.batch_size, config.input.bptt, config.input.random_length = 4, 5, False
+  config.input.valid_tokens = 0
+  config.search.steps_per_round, config.log_every_steps = 6, 3
+  config.train.learning_rate = 1e200  # clipped steps of 2.5e199 overflow float64 too
+  workdir = tmp_path / "run"
+  with pytest.raises(NonFiniteError, match=r"^round 1: the loss turned non-finite .* at step"):
+    lm_search.run(config, str(workdir), log=lambda _: None)
+  for name in ("summary.json", "genotype.json", "architecture.json"):
+    assert not (workdir / name).exists(), name
