@@ -20,7 +20,7 @@ import optax
 
 from bayesnas_jax import nn, value_grad_curvature
 from bayesnas_jax.data import text
-from bayesnas_jax.metrics import FiniteWatch, NonFiniteError
+from bayesnas_jax.metrics import NonFiniteError
 from bayesnas_jax.search.objective import sparsity_penalty
 from bayesnas_jax.spaces import rnn
 from bayesnas_jax.spaces.cell import masked_arch
@@ -165,32 +165,40 @@ def _running_mean(mean, params, count):
   return jax.tree_util.tree_map(lambda m, p: m + (p - m) / (count + 1), mean, params)
 
 
-def _epoch(steps, params, arch, opt_w, opt_a, masks, omega, stream, config, key, epoch,
-           limit, label, log, average=None):
-  """One epoch (or `limit` steps); `average` = (mean, count) is updated after
-  every step when given (ASGD)."""
-  size = config.space.size
-  h = jnp.zeros((stream.shape[0], size))
-  losses, done, watch = [], 0, FiniteWatch()
-  for inputs, targets, length in text.windows(stream, config.input.bptt, seed=config.seed,
-                                              epoch=epoch, max_len=config.input.bptt + 20,
-                                              random_length=config.input.random_length,
-                                              quantum=config.input.length_quantum):
-    key, sub = jax.random.split(key)
-    params, arch, opt_w, opt_a, loss, h = steps.train_step(
-        params, arch, opt_w, opt_a, masks, omega, jnp.asarray(inputs), jnp.asarray(targets), h,
-        sub, jnp.float32(length / config.input.bptt))
-    losses.append(loss)
-    watch.add(label, done, {"loss": loss})
-    done += 1
-    if average is not None:
-      average = (_running_mean(average[0], params, average[1]), average[1] + 1)
-    if done % config.log_every_steps == 0:
-      watch.check(_HINT)
-      log(f"{label}: step {done}, loss {float(np.mean(jax.device_get(losses[-50:]))):.3f}")
-    if limit and done >= limit:
+def _epoch(steps, run, masks, omega, stream, config, epoch, limit, phase, log,
+           average=False):
+  """One epoch (or `limit` steps) of `steps.train_step` on `run.state` ("params",
+  "arch", "opt_w", "opt_a", "key", "h"; with `average`, ASGD's "average" and
+  "average_count" too, updated after every step), as phase `phase` of the
+  resumable `run` (`loop.Run`): a relaunch skips the windows already done.
+  Returns the steps done in the phase."""
+  if run.step(phase) == 0:
+    run.state = {**run.state, "h": jnp.zeros((stream.shape[0], config.space.size))}
+  losses = []
+  for i, (inputs, targets, length) in enumerate(
+      text.windows(stream, config.input.bptt, seed=config.seed, epoch=epoch,
+                   max_len=config.input.bptt + 20, random_length=config.input.random_length,
+                   quantum=config.input.length_quantum)):
+    if limit and i >= limit:
       break
-  watch.check(_HINT)
-  if average is not None:
-    return params, arch, opt_w, opt_a, key, done, average
-  return params, arch, opt_w, opt_a, key, done
+    if i < run.step(phase):
+      continue  # done before a relaunch
+    s = run.state
+    key, sub = jax.random.split(s["key"])
+    params, arch, opt_w, opt_a, loss, h = steps.train_step(
+        s["params"], s["arch"], s["opt_w"], s["opt_a"], masks, omega, jnp.asarray(inputs),
+        jnp.asarray(targets), s["h"], sub, jnp.float32(length / config.input.bptt))
+    new = {**s, "params": params, "arch": arch, "opt_w": opt_w, "opt_a": opt_a, "key": key,
+           "h": h}
+    if average:
+      new["average"] = _running_mean(s["average"], params, s["average_count"])
+      new["average_count"] = s["average_count"] + 1
+    run.state = new
+    losses.append(loss)
+    run.advance(phase, {"loss": loss})
+    done = run.step(phase)
+    if done % config.log_every_steps == 0:
+      run.check()
+      log(f"{phase}: step {done}, loss {float(np.mean(jax.device_get(losses[-50:]))):.3f}")
+  run.check()
+  return run.step(phase)

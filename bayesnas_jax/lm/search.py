@@ -34,6 +34,7 @@ import numpy as np
 
 from bayesnas_jax import files, plots
 from bayesnas_jax.data import text
+from bayesnas_jax.loop import Run
 from bayesnas_jax.lm.model import (_HINT, Steps, _epoch, _log, _masked, init_params,
                                    perplexity)
 from bayesnas_jax.metrics import FiniteWatch
@@ -49,7 +50,10 @@ def validate(config):
                             ("search.rounds", se.rounds, 1),
                             ("search.curvature_windows", se.curvature_windows, 1),
                             ("search.horizon", se.horizon, 0),
-                            ("train.steps", t.steps, 0)):
+                            ("train.steps", t.steps, 0),
+                            ("checkpoint_every_steps", config.get("checkpoint_every_steps", 0),
+                             0),
+                            ("stop_after_steps", config.get("stop_after_steps", 0), 0)):
     if not isinstance(value, int) or isinstance(value, bool) or value < low:
       raise ValueError(f"config.{field}: expected an integer >= {low}, got {value!r}")
   if s.norm not in rnn.NORMS:
@@ -140,21 +144,50 @@ def run(config, workdir: str, log=_log):
   key, k_init = jax.random.split(key)
   params = init_params(k_init, len(corpus.vocab), size, spec)
   arch = rnn.init_arch(spec, config.space.get("arch_init", "ones"))
-  state = hard.init_prior(arch, "cell_type")
-  masks = hard.network_masks(state["keep"], arch)
+  prior = hard.init_prior(arch, "cell_type")
   steps = Steps(spec, config, train_arch=True)
-  opt_w, opt_a = steps.weight_opt.init(params), steps.arch_opt.init(arch)
-  ppl_initial = perplexity(steps, params, arch, masks, valid, config.input.bptt, size)
+  cell_steps = Steps(spec, config, train_arch=False, norm=config.train.norm)
+  # Everything carried between steps, in one pytree of a fixed structure; the
+  # derived cell's training reuses params, arch and opt_w.
+  run = Run(workdir, {"params": params, "arch": arch, "opt_w": steps.weight_opt.init(params),
+                      "opt_a": steps.arch_opt.init(arch), "key": key,
+                      "h": jnp.zeros((batch, size)), "prior": prior,
+                      "masks": hard.network_masks(prior["keep"], arch)},
+            checkpoint_every_steps=config.get("checkpoint_every_steps", 0),
+            stop_after_steps=config.get("stop_after_steps", 0), hint=_HINT, log=log)
+  try:
+    summary = _search(run, config, spec, steps, cell_steps, corpus, train, valid, workdir, log)
+  finally:
+    run.close()
+  summary["seconds"] = round(time.perf_counter() - start, 1)
+  files.write_json(os.path.join(workdir, "summary.json"), summary)
+  return summary
+
+
+def _search(run, config, spec, steps, cell_steps, corpus, train, valid, workdir, log):
+  """The phases of `run` (module docstring); returns the summary."""
+  batch, size = config.input.batch_size, config.space.size
+  if not run.finished("initial"):
+    s = run.state
+    run.finish("initial", perplexity=perplexity(steps, s["params"], s["arch"], s["masks"],
+                                                valid, config.input.bptt, size))
+  ppl_initial = run.record("initial")["perplexity"]
   log(f"valid perplexity before training: {ppl_initial:.1f}")
-  rounds, by_rank = [], set()
   limit = config.search.get("steps_per_round", 0)
   for round_ in range(config.search.rounds):
+    train_phase, update_phase = f"round {round_ + 1}", f"update {round_ + 1}"
+    if run.finished(update_phase):
+      continue
+    if not run.finished(train_phase):
+      t0 = time.perf_counter()
+      _epoch(steps, run, run.state["masks"], run.state["prior"]["omega"], train, config,
+             round_, limit, train_phase, log)
+      run.finish(train_phase, seconds=time.perf_counter() - t0)
+    train_seconds = run.record(train_phase)["seconds"]
+    done = run.step(train_phase)
     t0 = time.perf_counter()
-    params, arch, opt_w, opt_a, key, done = _epoch(
-        steps, params, arch, opt_w, opt_a, masks, state["omega"], train, config, key, round_,
-        limit, f"round {round_ + 1}", log)
-    train_seconds = time.perf_counter() - t0
-    t0 = time.perf_counter()
+    s = run.state
+    params, arch, masks = s["params"], s["arch"], s["masks"]
     curvature, h = None, jnp.zeros((batch, size))
     for i, (inputs, targets, _) in enumerate(text.windows(train, config.input.bptt,
                                                           seed=config.seed + 1, epoch=round_,
@@ -175,10 +208,11 @@ def run(config, workdir: str, log=_log):
                                 config.search.rounds)
     keep_last = bool(config.search.get("keep_last", False))
     state, records, _ = hard.hard_update(
-        arch, curvature, state, spec=spec, lambda_w=float(config.search.lambda_w) * factor,
+        arch, curvature, s["prior"], spec=spec, lambda_w=float(config.search.lambda_w) * factor,
         grouping="cell_type", dependency=config.search.dependency,
         rank_by=config.search.rank_by, zero_curvature=config.search.zero_curvature,
         prune_rule=config.search.get("prune_rule", "entropy"), keep_last=keep_last)
+    by_rank = []
     if keep_last:
       restored = np.asarray(records[rnn.KIND]["ops"]["restored"])
       alive_before = np.asarray(state["alive_before"][rnn.KIND]["ops"])
@@ -186,66 +220,72 @@ def run(config, workdir: str, log=_log):
         into = spec.in_edges(node)
         if restored[into].any() and alive_before[into].sum() > 1:
           # The rule pruned several pairs at once; the rank chose the one kept.
-          by_rank.add(node)
+          by_rank.append(node)
           log(f"  node {node}: round {round_ + 1} pruned all {int(alive_before[into].sum())} "
               f"remaining pairs; the best by search.rank_by stays (search.keep_last)")
     masks = hard.network_masks(state["keep"], arch)
-    arch = _masked(arch, masks)
+    run.state = {**s, "prior": state, "masks": masks, "arch": _masked(arch, masks)}
     kept = int(np.sum(np.asarray(state["keep"][rnn.KIND]["ops"])))
-    rounds.append({"round": round_ + 1, "steps": done, "train_seconds": round(train_seconds, 2),
-                   "curvature_seconds": round(curvature_seconds, 2), "kept_ops": kept,
-                   "kept_origins": int(np.sum(np.asarray(state["keep"][rnn.KIND]["origin"])))})
+    run.finish(update_phase, by_rank=by_rank, record={
+        "round": round_ + 1, "steps": done, "train_seconds": round(train_seconds, 2),
+        "curvature_seconds": round(curvature_seconds, 2), "kept_ops": kept,
+        "kept_origins": int(np.sum(np.asarray(state["keep"][rnn.KIND]["origin"])))})
     log(f"round {round_ + 1}: {done} steps in {train_seconds:.1f} s, curvature on "
         f"{count} windows in {curvature_seconds:.1f} s; {kept} of {spec.num_edges * len(spec.ops)}"
         f" (edge, op) pairs kept")
-  genotype, decisions = derive(spec, state, arch, by_rank)
+  updates = [run.record(f"update {r + 1}") for r in range(config.search.rounds)]
+  rounds = [u["record"] for u in updates]
+  state, arch = run.state["prior"], run.state["arch"]
+  genotype, decisions = derive(spec, state, arch, {n for u in updates for n in u["by_rank"]})
   by_prior = sum(d["decided_by"] == "prior" for d in decisions)
-  log(f"derived: {by_prior}/{len(decisions)} nodes decided by the prior, "
-      f"{len(decisions) - by_prior} by rank (search.rank_by)")
-  for d in decisions:
-    if d["empty"]:
-      log(f"  warning: node {d['node']}: the prior pruned every input pair; the rank chose "
-          f"({d['op']}, {d['from']}) (lower search.lambda_w)")
-    elif d["decided_by"] == "rank" and d["survivors"] > 1:
-      log(f"  node {d['node']}: the prior kept {d['survivors']} pairs; the rank chose "
-          f"({d['op']}, {d['from']})")
-    elif d["decided_by"] == "rank":
-      log(f"  node {d['node']}: ({d['op']}, {d['from']}) kept by rank among the pairs its "
-          f"last pruning round removed together (search.keep_last)")
-  files.write_json(os.path.join(workdir, "genotype.json"), genotype)
-  files.write_text(os.path.join(workdir, "genotype.txt"), genotype_literal(genotype) + "\n")
-  record = {name: {part: np.asarray(v[rnn.KIND][part]).tolist() for part in ("origin", "ops")}
-            for name, v in (("w", arch), ("gamma", state["gamma"]), ("score", state["score"]),
-                            ("keep", state["keep"]))}
-  record.update({"edges": [list(e) for e in spec.edges], "ops": list(spec.ops)})
-  files.write_json(os.path.join(workdir, "architecture.json"), record)
-  _plot(workdir, spec, state)
-  log(f"derived cell: {genotype_literal(genotype)}")
-  # The derived cell, trained from scratch with only its scalars on.
+  if not run.finished("derive"):
+    log(f"derived: {by_prior}/{len(decisions)} nodes decided by the prior, "
+        f"{len(decisions) - by_prior} by rank (search.rank_by)")
+    for d in decisions:
+      if d["empty"]:
+        log(f"  warning: node {d['node']}: the prior pruned every input pair; the rank chose "
+            f"({d['op']}, {d['from']}) (lower search.lambda_w)")
+      elif d["decided_by"] == "rank" and d["survivors"] > 1:
+        log(f"  node {d['node']}: the prior kept {d['survivors']} pairs; the rank chose "
+            f"({d['op']}, {d['from']})")
+      elif d["decided_by"] == "rank":
+        log(f"  node {d['node']}: ({d['op']}, {d['from']}) kept by rank among the pairs its "
+            f"last pruning round removed together (search.keep_last)")
+    files.write_json(os.path.join(workdir, "genotype.json"), genotype)
+    files.write_text(os.path.join(workdir, "genotype.txt"), genotype_literal(genotype) + "\n")
+    record = {name: {part: np.asarray(v[rnn.KIND][part]).tolist() for part in ("origin", "ops")}
+              for name, v in (("w", arch), ("gamma", state["gamma"]),
+                              ("score", state["score"]), ("keep", state["keep"]))}
+    record.update({"edges": [list(e) for e in spec.edges], "ops": list(spec.ops)})
+    files.write_json(os.path.join(workdir, "architecture.json"), record)
+    _plot(workdir, spec, state)
+    log(f"derived cell: {genotype_literal(genotype)}")
+    # The derived cell, trained from scratch with only its scalars on.
+    key, k_init = jax.random.split(run.state["key"])
+    params = init_params(k_init, len(corpus.vocab), size, spec)
+    run.state = {**run.state, "params": params, "arch": rnn.init_arch(spec),
+                 "opt_w": cell_steps.weight_opt.init(params), "key": key}
+    run.finish("derive")
   derived_masks = genotype_masks(spec, genotype)
-  key, k_init = jax.random.split(key)
-  params = init_params(k_init, len(corpus.vocab), size, spec)
-  ones = rnn.init_arch(spec)
-  cell_steps = Steps(spec, config, train_arch=False, norm=config.train.norm)
-  opt_w = cell_steps.weight_opt.init(params)
   total, epoch = 0, 0
   while total < config.train.steps:
-    params, _, opt_w, _, key, done = _epoch(
-        cell_steps, params, ones, opt_w, None, derived_masks, state["omega"], train, config,
-        key, 1000 + epoch, config.train.steps - total, "derived cell", log)
-    total += done
+    phase = f"derived cell {epoch + 1}"
+    if not run.finished(phase):
+      _epoch(cell_steps, run, derived_masks, state["omega"], train, config, 1000 + epoch,
+             config.train.steps - total, phase, log)
+      run.finish(phase)
+    total += run.step(phase)
     epoch += 1
-  ppl = perplexity(cell_steps, params, ones, derived_masks, valid, config.input.bptt, size)
+  ones = run.state["arch"]
+  ppl = perplexity(cell_steps, run.state["params"], ones, derived_masks, valid,
+                   config.input.bptt, size)
   log(f"valid perplexity of the derived cell after {total} steps: {ppl:.1f}")
-  summary = {"genotype": genotype, "genotype_literal": genotype_literal(genotype),
-             "decided_by_prior": by_prior, "decided_by_rank": len(decisions) - by_prior,
-             "empty_nodes": sum(d["empty"] for d in decisions), "decisions": decisions,
-             "valid_perplexity_initial": round(ppl_initial, 2),
-             "valid_perplexity": round(ppl, 2), "derived_cell_steps": total,
-             "rounds": rounds, "seconds": round(time.perf_counter() - start, 1),
-             "device": jax.devices()[0].device_kind}
-  files.write_json(os.path.join(workdir, "summary.json"), summary)
-  return summary
+  return {"genotype": genotype, "genotype_literal": genotype_literal(genotype),
+          "decided_by_prior": by_prior, "decided_by_rank": len(decisions) - by_prior,
+          "empty_nodes": sum(d["empty"] for d in decisions), "decisions": decisions,
+          "valid_perplexity_initial": round(ppl_initial, 2),
+          "valid_perplexity": round(ppl, 2), "derived_cell_steps": total,
+          "rounds": rounds, "seconds": 0.0, "device": jax.devices()[0].device_kind}
 
 
 def _plot(workdir, spec, state):

@@ -8,11 +8,13 @@ import os
 import time
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from bayesnas_jax import files
 from bayesnas_jax.data import text
-from bayesnas_jax.lm.model import Steps, _epoch, _log, init_params, perplexity
+from bayesnas_jax.lm.model import _HINT, Steps, _epoch, _log, init_params, perplexity
+from bayesnas_jax.loop import Run
 from bayesnas_jax.lm.search import genotype_literal, genotype_masks, validate
 from bayesnas_jax.search import hard
 from bayesnas_jax.spaces import rnn
@@ -58,30 +60,45 @@ def train_cell(config, workdir: str, log=_log):
   params = init_params(k_init, len(corpus.vocab), size, spec)
   ones = rnn.init_arch(spec)
   steps = Steps(spec, config, train_arch=False, norm=config.train.norm)
-  opt_w = steps.weight_opt.init(params)
   omega = hard.init_prior(ones, "cell_type")["omega"]
   log(f"training {genotype_literal(genotype)} at size {size}, "
       f"{sum(np.size(v) for v in jax.tree_util.tree_leaves(params))} parameters")
-  history, average, asgd_from = [], None, None
-  for epoch in range(config.train.epochs):
-    out = _epoch(steps, params, ones, opt_w, None, masks, omega, train, config, key, epoch,
-                 config.train.get("steps_per_epoch", 0), f"epoch {epoch + 1}", log,
-                 average=average)
-    params, _, opt_w, _, key, _ = out[:6]
-    if average is not None:
-      average = out[6]
-    current = average[0] if average is not None else params
-    ppl = perplexity(steps, current, ones, masks, valid, config.input.bptt, size)
-    history.append(math.log(ppl))
-    log(f"epoch {epoch + 1}: valid perplexity {ppl:.2f}" + (" (averaged)" if average else ""))
-    nonmono = config.train.nonmono
-    if (average is None and config.train.asgd and len(history) > nonmono
-        and history[-1] > min(history[:-nonmono])):
-      average, asgd_from = (params, 1), epoch + 2
-      log(f"validation stopped improving: averaging weights from epoch {asgd_from}")
-  final = average[0] if average is not None else params
-  valid_ppl = perplexity(steps, final, ones, masks, valid, config.input.bptt, size)
-  test_ppl = perplexity(steps, final, ones, masks, test, config.input.bptt, size)
+  # "average"/"average_count": ASGD's averaged weights, once averaging has begun.
+  run = Run(workdir, {"params": params, "arch": ones, "opt_w": steps.weight_opt.init(params),
+                      "opt_a": steps.arch_opt.init(ones), "key": key,
+                      "h": jnp.zeros((config.input.batch_size, size)), "average": params,
+                      "average_count": jnp.zeros((), jnp.int32)},
+            checkpoint_every_steps=config.get("checkpoint_every_steps", 0),
+            stop_after_steps=config.get("stop_after_steps", 0), hint=_HINT, log=log)
+  try:
+    history, asgd_from = [], None
+    for epoch in range(config.train.epochs):
+      phase = f"epoch {epoch + 1}"
+      averaging = asgd_from is not None
+      if not run.finished(phase):
+        _epoch(steps, run, masks, omega, train, config, epoch,
+               config.train.get("steps_per_epoch", 0), phase, log, average=averaging)
+        current = run.state["average"] if averaging else run.state["params"]
+        ppl = perplexity(steps, current, ones, masks, valid, config.input.bptt, size)
+        log(f"epoch {epoch + 1}: valid perplexity {ppl:.2f}" + (" (averaged)" if averaging
+                                                                else ""))
+        history_now = history + [math.log(ppl)]
+        nonmono = config.train.nonmono
+        start_averaging = (not averaging and config.train.asgd and len(history_now) > nonmono
+                           and history_now[-1] > min(history_now[:-nonmono]))
+        if start_averaging:
+          run.state = {**run.state, "average": run.state["params"],
+                       "average_count": jnp.ones((), jnp.int32)}
+          log(f"validation stopped improving: averaging weights from epoch {epoch + 2}")
+        run.finish(phase, log_perplexity=math.log(ppl),
+                   asgd_from=epoch + 2 if start_averaging else asgd_from)
+      history.append(run.record(phase)["log_perplexity"])
+      asgd_from = run.record(phase)["asgd_from"]
+    final = run.state["average"] if asgd_from is not None else run.state["params"]
+    valid_ppl = perplexity(steps, final, ones, masks, valid, config.input.bptt, size)
+    test_ppl = perplexity(steps, final, ones, masks, test, config.input.bptt, size)
+  finally:
+    run.close()
   summary = {"genotype": genotype, "genotype_literal": genotype_literal(genotype),
              "valid_perplexity": round(valid_ppl, 2), "test_perplexity": round(test_ppl, 2),
              "valid_perplexity_by_epoch": [round(math.exp(v), 2) for v in history],
