@@ -29,7 +29,7 @@ class Mode(NamedTuple):
 
 
 MODES = {
-    "search": Mode("bayesnas_jax.config_check:validate",
+    "search": Mode("bayesnas_jax.search.config:validate",
                    "bayesnas_jax.search.run:run_search"),
     "train": Mode("bayesnas_jax.evaluation.train:validate",
                   "bayesnas_jax.evaluation.train:train_and_evaluate"),

@@ -50,7 +50,7 @@ flags.mark_flags_as_required(["config", "workdir"])
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-  from bayesnas_jax.search import quality  # pylint: disable=import-outside-toplevel
+  from bayesnas_jax.quality import benchmark as quality  # pylint: disable=import-outside-toplevel
   try:
     seeds = [int(s) for s in FLAGS.seeds]
   except ValueError:

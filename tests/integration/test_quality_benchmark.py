@@ -13,7 +13,7 @@ import sys
 import numpy as np
 import pytest
 
-from bayesnas_jax.search import quality
+from bayesnas_jax.quality import benchmark as quality
 from tests.tests_support import ROOT, make_image_folder
 
 TINY = ["--config.input.batch_size=8", "--config.search.warmup_fraction=0.25",

@@ -24,7 +24,7 @@ import jax
 import numpy as np
 
 from bayesnas_jax import files, plots, spaces
-from bayesnas_jax.search import benchmark_table as benchmark_table_lib
+from bayesnas_jax.quality import table as benchmark_table_lib
 from bayesnas_jax.search import run
 
 PROTOCOL_FIELDS = {
@@ -182,7 +182,7 @@ def run_quality(config, workdir, seeds, random_cells, random_seed=1000, log=prin
   file, `benchmark_table.load`). Each searched cell is then scored from the
   table, without training and without random cells: its accuracy, its
   percentile among all the table's cells, and the mean and sd over seeds."""
-  from bayesnas_jax import config_check  # pylint: disable=import-outside-toplevel
+  from bayesnas_jax.search import config as config_check  # pylint: disable=import-outside-toplevel
   config_check.validate(config)
   if not seeds:
     raise ValueError("--seeds: expected at least one seed")

@@ -1,8 +1,8 @@
-"""The quality benchmark's bookkeeping (`bayesnas_jax.search.quality`) on hand-made
+"""The quality benchmark's bookkeeping (`bayesnas_jax.quality.benchmark`) on hand-made
 numbers: the percentile, the stability per edge, and the protocol fields a shared
 pool of random cells must match. The benchmark itself runs end to end in
 tests/integration/test_quality_benchmark.py."""
-from bayesnas_jax.search import quality
+from bayesnas_jax.quality import benchmark as quality
 
 
 def test_percentile_counts_ties_half():
@@ -30,7 +30,7 @@ def test_stability_counts_seeds_agreeing_per_edge():
 def test_pool_protocol_ignores_fields_that_change_nothing():
   """A pool recorded before input.pipeline/input.workers existed still matches at
   their neutral values; another pipeline does not."""
-  from bayesnas_jax.search import quality  # pylint: disable=import-outside-toplevel
+  from bayesnas_jax.quality import benchmark as quality  # pylint: disable=import-outside-toplevel
   old = {"input": {"batch_size": 8}, "model": {"genotype": "a.json", "channels": 4}}
   new = {"input": {"batch_size": 8, "pipeline": "memory", "workers": 3},
          "model": {"genotype": "b.json", "channels": 4}}

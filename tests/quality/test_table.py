@@ -5,7 +5,7 @@ import itertools
 import numpy as np
 import pytest
 
-from bayesnas_jax.search import benchmark_table
+from bayesnas_jax.quality import table as benchmark_table
 
 OPS = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")
 
