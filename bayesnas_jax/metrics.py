@@ -1,6 +1,7 @@
-"""Metrics to `metrics.jsonl` and TensorBoard event files, and a progress line."""
+"""Metrics to `metrics.jsonl` and TensorBoard event files, and a progress bar (tqdm)."""
 from __future__ import annotations
 
+import io
 import json
 import os
 import sys
@@ -8,6 +9,7 @@ import time
 
 import jax
 import numpy as np
+import tqdm
 
 
 def _plain(value):
@@ -46,38 +48,38 @@ class MetricWriter:
 
 
 class Progress:
-  """A one-line progress bar for a phase: done/total, rate, ETA and metrics."""
+  """A phase's progress bar (tqdm): done/total, rate, ETA and the logged metrics;
+  live on a terminal, and in a log file one line when forced (the log steps) and
+  one at the end. Rates count from the first update on: the first step includes
+  compilation."""
 
   def __init__(self, label: str, total: int, batch_size: int, stream=None):
-    self.label, self.total, self.batch_size = label, max(total, 1), batch_size
     self.stream = stream or sys.stderr
     self.tty = hasattr(self.stream, "isatty") and self.stream.isatty()
-    self.start = time.perf_counter()
-    self.first_done = None
+    self.batch_size = batch_size
+    self.bar = tqdm.tqdm(total=max(total, 1), desc=label, unit="step", mininterval=0.5,
+                         file=self.stream if self.tty else io.StringIO(), ascii=not self.tty,
+                         dynamic_ncols=self.tty, leave=True)
+    self.started = False
 
   def update(self, done: int, metrics: dict | None = None, force: bool = False):
-    now = time.perf_counter()
-    if self.first_done is None:
-      # The first step includes compilation; rates count from after it.
-      self.first_done, self.first_time = done, now
-    steps = done - self.first_done
-    rate = steps * self.batch_size / max(now - self.first_time, 1e-9) if steps else 0.0
-    eta = (self.total - done) * self.batch_size / rate if rate else float("nan")
-    width = 24
-    filled = int(width * done / self.total)
-    parts = [f"{self.label} [{'#' * filled}{'.' * (width - filled)}] {done}/{self.total}"]
-    for key, value in (metrics or {}).items():
-      parts.append(f"{key} {float(_plain(value)):.4f}")
-    if rate:
-      parts.append(f"{rate:.0f} img/s")
-    if eta == eta:
-      parts.append(f"eta {int(eta) // 60}m{int(eta) % 60:02d}s")
-    line = "  ".join(parts)
-    if self.tty:
-      self.stream.write("\r" + line + ("\n" if done >= self.total else ""))
-    elif force or done >= self.total:
-      self.stream.write(line + "\n")
-    self.stream.flush()
+    """Moves the bar to `done` steps; returns the rate in images per second."""
+    if not self.started:
+      self.started = True
+      self.bar.initial, self.bar.n = done, done
+      self.bar.start_t = self.bar.last_print_t = time.time()
+    if metrics:
+      self.bar.set_postfix_str("  ".join(f"{key} {float(_plain(value)):.4f}"
+                                         for key, value in metrics.items()), refresh=False)
+    self.bar.update(done - self.bar.n)
+    elapsed = time.time() - self.bar.start_t
+    rate = (done - self.bar.initial) * self.batch_size / elapsed if elapsed > 0 else 0.0
+    finished = done >= self.bar.total
+    if not self.tty and (force or finished):
+      self.stream.write(str(self.bar) + (f"  {rate:.0f} img/s" if rate else "") + "\n")
+      self.stream.flush()
+    if finished:
+      self.bar.close()
     return rate
 
 

@@ -27,10 +27,12 @@ def test_progress_off_a_terminal_prints_at_the_end_or_when_forced():
   progress.update(5)
   assert stream.getvalue() == ""
   progress.update(6, {"loss": 0.5}, force=True)
-  progress.update(10)
+  rate = progress.update(10)
   lines = stream.getvalue().splitlines()
-  assert len(lines) == 2 and "6/10" in lines[0] and "loss 0.5000" in lines[0]
-  assert "10/10" in lines[1] and "[" + "#" * 24 + "]" in lines[1]
+  assert len(lines) == 2 and lines[0].startswith("train") and "6/10" in lines[0]
+  assert "loss 0.5000" in lines[0]
+  assert "10/10" in lines[1] and "100%" in lines[1]
+  assert rate > 0 and f"{rate:.0f} img/s" in lines[1]  # 9 steps of 4 images since the first
 
 
 def test_finite_watch_names_the_phase_step_and_value():
