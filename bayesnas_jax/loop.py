@@ -24,6 +24,8 @@ order and keys makes a resumed run end bit-identical to an uninterrupted one.
 """
 from __future__ import annotations
 
+import time
+
 from bayesnas_jax.checkpoints import Checkpointer, Interrupted
 from bayesnas_jax.metrics import FiniteWatch
 
@@ -32,14 +34,19 @@ class Run:
   """Position, checkpoints and the non-finite watch of one resumable run."""
 
   def __init__(self, workdir: str, state, *, checkpoint_every_steps: int = 0,
-               stop_after_steps: int = 0, hint: str = "", log=print):
-    self.checkpointer = Checkpointer(workdir)
-    self.position = {"saves": 0, "steps": {}, "finished": {}}
+               stop_after_steps: int = 0, hint: str = "", log=print, position=None,
+               data_iterator=None):
+    """`position`: the mode's own JSON fields, saved and restored with the
+    position; `data_iterator`: a grain iterator checkpointed with the state."""
+    self.checkpointer = Checkpointer(workdir, data_iterator=data_iterator)
+    self.position = {"saves": 0, "steps": {}, "finished": {}, "seconds": 0.0,
+                     **(position or {})}
     self.state = state
     self.resumed = self.checkpointer.latest_step() is not None
     if self.resumed:
       self.state, self.position = self.checkpointer.restore(state)
       log(f"resuming from {workdir}: {len(self.position['finished'])} phases done")
+    self._clock = time.perf_counter()
     self.every = checkpoint_every_steps
     self.stop_after = stop_after_steps
     self.hint = hint
@@ -80,7 +87,12 @@ class Run:
     self.save()
 
   def save(self):
+    """Checks the pending values, then saves state and position; the position's
+    "seconds" add up the time between saves over every launch."""
     self.check()
+    now = time.perf_counter()
+    self.position["seconds"] += now - self._clock
+    self._clock = now
     self.position["saves"] += 1
     self.checkpointer.save(self.position["saves"], self.state, self.position)
 

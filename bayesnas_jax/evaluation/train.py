@@ -29,9 +29,10 @@ import optax
 
 from bayesnas_jax import data as data_lib
 from bayesnas_jax import files
-from bayesnas_jax.checkpoints import Checkpointer, Interrupted
+from bayesnas_jax.checkpoints import Interrupted  # pylint: disable=unused-import (train.Interrupted)
+from bayesnas_jax.loop import Run
 from bayesnas_jax.evaluation import counting, darts_network, feeds, models
-from bayesnas_jax.metrics import FiniteWatch, MetricWriter, Progress
+from bayesnas_jax.metrics import MetricWriter, Progress
 from bayesnas_jax.nn.conv import IMPLS
 from bayesnas_jax.parallel import data_parallel, global_batch
 
@@ -335,84 +336,64 @@ def train_and_evaluate(config, workdir: str, log=print) -> dict:
   base_key = jax.random.PRNGKey(config.seed)
   optimizer, train_step, eval_step = make_steps(config, genotype, steps)
   state = initial_state(config, genotype, jax.random.fold_in(base_key, 0), optimizer)
-  checkpointer = Checkpointer(workdir, data_iterator=feed.iterator if feed else None)
-  position = {"epoch": 0, "step": 0, "global_step": 0, "saves": 0, "seconds": 0.0,
-              "tests": []}
-  if checkpointer.latest_step() is not None:
-    state, position = checkpointer.restore(state)
-    log(f"resuming from {workdir}: epoch {position['epoch'] + 1}/{epochs}, "
-        f"step {position['step']}/{steps}")
+  run = Run(workdir, state, checkpoint_every_steps=config.checkpoint_every_steps,
+            stop_after_steps=config.get("stop_after_steps", 0),
+            hint="lower train.learning_rate or check the data", log=log,
+            position={"global_step": 0, "tests": []},
+            data_iterator=feed.iterator if feed else None)
   # Replicated over the device mesh from the start (batches are split over it),
   # so that fresh, stepped and restored states share one compiled train step.
-  state = jax.device_put(state, replicated)
+  run.state = jax.device_put(run.state, replicated)
   log(f"params {counts['params_M']:.3f}M (without auxiliary head), "
       f"{counts['flops_M']:.1f}M multiply-adds per image")
   writer = MetricWriter(workdir, tensorboard=config.tensorboard)
-  stop_after, launch_steps = config.get("stop_after_steps", 0), 0
-  clock = [time.perf_counter()]
-
-  def save():
-    now = time.perf_counter()
-    position["seconds"] += now - clock[0]
-    clock[0] = now
-    position["saves"] += 1
-    checkpointer.save(position["saves"], state, position)
-
-  watch = FiniteWatch()
+  position = run.position
   try:
-    while position["epoch"] < epochs:
-      epoch = position["epoch"]
+    for epoch in range(epochs):
+      phase = f"epoch {epoch + 1}/{epochs}"
+      if run.finished(phase):
+        continue
       lr = float(learning_rate(config.train, epoch))
       drop_prob = np.float32(drop_path_prob(config.train, epoch))
-      progress = Progress(f"epoch {epoch + 1}/{epochs}", steps, batch_size)
-      while position["step"] < steps:
+      progress = Progress(phase, steps, batch_size)
+      for step in range(run.step(phase), steps):
         if feed is not None:
           batch = feed.next_train(batch_sharding)
         else:
           positions = data_lib.batch_indices(len(train), batch_size, seed=config.seed,
-                                             epoch=epoch, step=position["step"])
+                                             epoch=epoch, step=step)
           batch = global_batch({"image": train.images[positions],
                                 "label": train.labels[positions]}, batch_sharding)
         key = jax.random.fold_in(jax.random.fold_in(base_key, 1), position["global_step"])
-        state, metrics = train_step(state, batch, key, drop_prob)
-        watch.add(f"epoch {epoch + 1}/{epochs}", position["step"], {"loss": metrics["loss"]})
-        position["step"] += 1
+        run.state, metrics = train_step(run.state, batch, key, drop_prob)
+        run.watch.add(phase, step, {"loss": metrics["loss"]})
         position["global_step"] += 1
-        launch_steps += 1
-        every = config.checkpoint_every_steps
-        log_now = position["step"] % config.log_every_steps == 0 or position["step"] == steps
-        if log_now or (every and position["step"] % every == 0) or (
-            stop_after and launch_steps >= stop_after):
-          watch.check("lower train.learning_rate or check the data")
-        if log_now:
+        if (step + 1) % config.log_every_steps == 0 or step + 1 == steps:
+          run.check()  # before anything is logged
           metrics = jax.device_get(metrics)
-          rate = progress.update(position["step"], metrics, force=True)
+          rate = progress.update(step + 1, metrics, force=True)
           writer.write(position["global_step"], "train", metrics, epoch=epoch,
                        images_per_s=rate)
-        if every and position["step"] < steps and position["step"] % every == 0:
-          save()
-        if stop_after and launch_steps >= stop_after:
-          save()
-          raise Interrupted(f"stopped after {launch_steps} steps (stop_after_steps)")
+        run.advance(phase)
+      state = run.state
       loss_sum, correct, n = (float(v) for v in jax.device_get(state["train_sums"]))
-      state = {**state, "train_sums": jax.device_put(jnp.zeros((3,), jnp.float32),
-                                                     state["train_sums"].sharding)}
+      run.state = {**state, "train_sums": jax.device_put(jnp.zeros((3,), jnp.float32),
+                                                         state["train_sums"].sharding)}
       record = {"train_loss": loss_sum / n, "train_accuracy": correct / n,
                 "learning_rate": lr, "drop_path_prob": float(drop_prob)}
       if (epoch + 1) % config.train.eval_every_epochs == 0 or epoch + 1 == epochs:
-        result = (feed.evaluate(eval_step, state, batch_sharding) if feed is not None
-                  else evaluate(eval_step, state, test, batch_size, batch_sharding))
+        result = (feed.evaluate(eval_step, run.state, batch_sharding) if feed is not None
+                  else evaluate(eval_step, run.state, test, batch_size, batch_sharding))
         position["tests"].append({"epoch": epoch + 1, **result})
         record.update(test_loss=result["loss"], test_accuracy=result["accuracy"])
         log(f"epoch {epoch + 1}/{epochs}: train loss {record['train_loss']:.4f}, "
             f"test accuracy {result['accuracy']:.4f}")
       writer.write(position["global_step"], "epoch", record, epoch=epoch + 1)
-      position["epoch"] += 1
-      position["step"] = 0
-      save()
+      run.finish(phase)
   finally:
     writer.close()
-    checkpointer.close()
+    run.close()
+  position = {**position, "epoch": epochs}
   return _finish(config, workdir, position, counts, genotype)
 
 
