@@ -23,8 +23,9 @@ import numpy as np
 
 from bayesnas_jax import data as data_lib
 from bayesnas_jax import spaces
-from bayesnas_jax.checkpoints import Checkpointer, Interrupted
-from bayesnas_jax.metrics import FiniteWatch, MetricWriter, Progress
+from bayesnas_jax.checkpoints import Interrupted  # pylint: disable=unused-import (run.Interrupted)
+from bayesnas_jax.loop import Run
+from bayesnas_jax.metrics import MetricWriter, Progress
 from bayesnas_jax.parallel import data_parallel
 from bayesnas_jax.parallel import global_batch as _global_batch
 from bayesnas_jax.search import hard, objective, report
@@ -134,24 +135,19 @@ def run_search(config, workdir: str, log=print, space=None):
             for part, lam in lambdas.items()}
   log(f"penalty budget per round (lr · λ · steps, at ω = 1): {budget['ops']:.3g} for op "
       f"scalars, {budget['origin']:.3g} for origins")
-  checkpointer = Checkpointer(workdir)
-  position = {"phase": 0, "step": 0, "global_step": 0, "saves": 0, "elapsed": {},
-              "skipped_files": skipped}
-  if checkpointer.latest_step() is not None:
-    state, position = checkpointer.restore(state)
-    log(f"resuming from {workdir}: phase {position['phase'] + 1}/{len(phases)}, "
-        f"step {position['step']}")
-  state = jax.device_put(state, replicated)
+  hint = "lower search.learning_rate or check the data"
+  run = Run(workdir, state, checkpoint_every_steps=config.checkpoint_every_steps,
+            stop_after_steps=config.get("stop_after_steps", 0), hint=hint, log=log,
+            position={"global_step": 0, "elapsed": {}, "skipped_files": skipped})
+  run.state = jax.device_put(run.state, replicated)
+  position = run.position
   writer = MetricWriter(workdir, tensorboard=config.tensorboard)
   batch_size = config.input.batch_size
-  stop_after = config.get("stop_after_steps", 0)
-  steps_this_launch = 0
-  watch = FiniteWatch()
-  hint = "lower search.learning_rate or check the data"
   try:
-    while position["phase"] < len(phases):
-      index = position["phase"]
-      kind, round_, steps, part = phases[index]
+    for index, (kind, round_, steps, part) in enumerate(phases):
+      name = f"phase {index + 1}"
+      if run.finished(name):
+        continue
       label = f"{kind}" + (f" round {round_ + 1}/{config.search.rounds}" if round_ >= 0 else "")
       progress = Progress(f"[{index + 1}/{len(phases)}] {label}", steps, batch_size)
       started = time.perf_counter()
@@ -159,19 +155,18 @@ def run_search(config, workdir: str, log=print, space=None):
       # λ·ω of eq. 21 for this phase (ω changes only at an update).
       factor = hard.lambda_factor(config.search.get("lambda_ramp", "none"), max(round_, 0),
                                   config.search.rounds)
-      penalty = objective.penalty_weights(state["prior"]["omega"],
+      penalty = objective.penalty_weights(run.state["prior"]["omega"],
                                           {k: v * factor for k, v in lambdas.items()})
       if kind in ("retrain", "step5"):
         penalty = (jnp.zeros_like(penalty[0]), penalty[1])
-      if kind == "update":
-        watch.add(label, 0, {"curvature": state["curvature_sum"]})
-        watch.check(hint)
-        state = _update(state, config, space, round_, workdir, log)
+      if kind == "update" and run.step(name) == 0:
+        run.watch.add(label, 0, {"curvature": run.state["curvature_sum"]})
+        run.check()
+        run.state = _update(run.state, config, space, round_, workdir, log)
         if round_ < config.search.rounds - 1 and config.search.get("retrain_between_rounds", 0):
-          state = step5_reset(state, optimizer)
-        position["step"] = 1
-      while position["step"] < steps:
-        step = position["step"]
+          run.state = step5_reset(run.state, optimizer)
+        position["steps"][name] = 1  # done, and not a step of stop_after_steps
+      for step in range(run.step(name), steps):
         # The curvature pass reads the last K batches of the round's last epoch.
         epoch = index - 1 if kind == "curvature" else index
         offset = phases[index - 1][2] - steps if kind == "curvature" else 0
@@ -185,45 +180,34 @@ def run_search(config, workdir: str, log=print, space=None):
         k = config.search.curvature_batches
         accumulate = (kind == "train" and config.search.curvature_pass == "during"
                       and phases[index + 1][0] == "update" and (k == 0 or step >= steps - k))
-        state, metrics = _step(kind, state, batch, key, train_step, curvature_step,
-                               eval_step, accumulate, penalty)
-        watch.add(label, step, {k: metrics[k] for k in ("loss", "grad_norm") if k in metrics})
-        position["step"] += 1
+        run.state, metrics = _step(kind, run.state, batch, key, train_step, curvature_step,
+                                   eval_step, accumulate, penalty)
+        run.watch.add(label, step, {k: metrics[k] for k in ("loss", "grad_norm")
+                                    if k in metrics})
         position["global_step"] += 1
-        steps_this_launch += 1
-        done = position["step"]
-        log_now = done % config.log_every_steps == 0 or done == steps
-        # Checked before anything is logged or saved (log_now includes a phase's end).
-        if log_now or done % config.checkpoint_every_steps == 0 or (
-            stop_after and steps_this_launch >= stop_after):
-          watch.check(hint)
-        if log_now and metrics:
+        done = step + 1
+        if (done % config.log_every_steps == 0 or done == steps) and metrics:
+          run.check()  # before anything is logged
           metrics = jax.device_get(metrics)
           rate = progress.update(done, metrics, force=True)
           writer.write(position["global_step"], kind, metrics, round=round_,
                        images_per_s=rate)
-        if done < steps and done % config.checkpoint_every_steps == 0:
-          _save(checkpointer, state, position)
-        if stop_after and steps_this_launch >= stop_after:
-          _save(checkpointer, state, position)
-          raise Interrupted(f"stopped after {steps_this_launch} steps (stop_after_steps)")
+        run.advance(name)
       elapsed = position["elapsed"]
       elapsed[kind] = elapsed.get(kind, 0.0) + time.perf_counter() - started
       if kind == "test":
-        _finish_test(state, workdir, writer, position)
+        _finish_test(run.state, workdir, writer, position)
       if kind == "update" and round_ == config.search.rounds - 1:
-        report.write_search_outputs(config, workdir, space, state, position)
+        report.write_search_outputs(config, workdir, space, run.state, position)
         _log_decisions(position.get("space_summary", {}), log)
         if config.retrain.epochs:
-          state = jax.device_put(
-              _start_retrain(state, config, space, workdir, base_key, train.image_shape),
+          run.state = jax.device_put(
+              _start_retrain(run.state, config, space, workdir, base_key, train.image_shape),
               replicated)
-      position["phase"] += 1
-      position["step"] = 0
-      _save(checkpointer, state, position)
+      run.finish(name)
   finally:
     writer.close()
-    checkpointer.close()
+    run.close()
   return report.finish(config, workdir, position)
 
 
@@ -246,11 +230,6 @@ def _log_decisions(summary, log):
     if d.get("inside_noise"):
       log(f"  {d['edge']}: {d['op']} is inside the noise (margin {d['margin']:.2f} s.e.); "
           f"another run may decide otherwise")
-
-
-def _save(checkpointer, state, position):
-  position["saves"] += 1
-  checkpointer.save(position["saves"], state, position)
 
 
 def step5_reset(state, optimizer):
