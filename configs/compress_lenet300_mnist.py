@@ -79,5 +79,9 @@ def get_config(arg=None):
   config.compress.method = "bayes"  # bayes | magnitude | group_lasso (baselines)
   config.compress.group_lasso_lambda = 1e-4  # the group-lasso baseline's own λ (ω = 1)
   config.compress.target_architecture = ""  # the baselines prune to this (e.g. "116-28-79")
+  # Relaunching the same command resumes (WORKDIR/checkpoints, bit-identical):
+  # 0: a checkpoint at the end of every epoch and phase; N: every N steps too.
+  config.checkpoint_every_steps = 0
+  config.stop_after_steps = 0  # > 0 ends the launch early (resume testing)
   config.tensorboard = False
   return config

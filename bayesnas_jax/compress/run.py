@@ -16,6 +16,16 @@
      `sparsity.png`.
 
 Every batch is a function of (seed, epoch, step). Progress goes to stderr.
+
+Resumable through `loop.Run` (checkpoints in WORKDIR/checkpoints; relaunching the
+same command continues bit-identically): the state holds the parameters, the
+model's other collections, the optimizer state, the masks, the group states, the
+kernel masks the structure follows and the current epoch's losses; the phases are
+"baseline", "round r", "update r" (curvature, group update and pruning, atomic),
+"select" (the baselines' cut) and "fine-tune". An epoch phase counts its steps over
+all its epochs (step i: epoch i // steps, batch i % steps) and records the global
+epoch count; "baseline" records the "before" figures, "update r" the round's entry
+of summary.json. The distillation teacher is recomputed from the dense baseline.
 """
 from __future__ import annotations
 
@@ -32,7 +42,8 @@ import orbax.checkpoint as ocp
 from bayesnas_jax import data as data_lib
 from bayesnas_jax import files, nn, plots, value_grad_curvature
 from bayesnas_jax.compress import groups, models, structure
-from bayesnas_jax.metrics import FiniteWatch
+from bayesnas_jax.checkpoints import Interrupted
+from bayesnas_jax.loop import Run
 
 ZERO_CURVATURE = ("keep", "prune")
 # bayes: Algorithm 2. magnitude / group_lasso: the baselines of the same tool — the
@@ -98,7 +109,10 @@ def validate(config):
                             ("compress.curvature_batches", c.curvature_batches, 1),
                             ("compress.finetune_epochs", c.finetune_epochs, 0),
                             ("train.baseline_epochs", config.train.baseline_epochs, 0),
-                            ("input.batch_size", config.input.batch_size, 1)):
+                            ("input.batch_size", config.input.batch_size, 1),
+                            ("checkpoint_every_steps", config.get("checkpoint_every_steps", 0),
+                             0),
+                            ("stop_after_steps", config.get("stop_after_steps", 0), 0)):
     if not isinstance(value, int) or isinstance(value, bool) or value < low:
       raise ValueError(f"config.{field}: expected an integer >= {low}, got {value!r}")
   ramp = c.get("lambda_ramp", "constant")
@@ -318,122 +332,203 @@ def run_compress(config, workdir: str, log=_log):
   state = {name: value for name, value in variables.items() if name != "params"}
   optimizer, train_step, curvature_step, eval_step = _make_steps(model, config, kinds)
   opt_state = optimizer.init(params)
-  masks = jax.tree_util.tree_map(jnp.ones_like, params)
-  states = {name: groups.init_state(params[name]["kernel"].shape, kinds[name]) for name in kinds}
-  epoch = [0]
-  watch = FiniteWatch()
+  like = (params, state, opt_state)  # the trees a saved dense baseline must match
   hint = "lower train.learning_rate or check the data"
+  baseline_path = config.compress.get("baseline_checkpoint", "")
+  baseline = None  # (params, state) of the dense baseline where this launch has them
+  baseline_epochs = 0
+  if baseline_path:
+    params, state, opt_state, baseline_epochs = load_baseline(baseline_path, *like)
+    log(f"dense baseline: restored from {baseline_path} ({baseline_epochs} epochs)")
+    baseline = (params, state)
+  # Created only now (with the loop's WORKDIR/checkpoints), so that a foreign
+  # checkpoint leaves nothing behind.
+  os.makedirs(workdir, exist_ok=True)
+  run = Run(workdir, {
+      "params": params, "state": state, "opt_state": opt_state,
+      "masks": jax.tree_util.tree_map(jnp.ones_like, params),
+      "states": {name: groups.init_state(params[name]["kernel"].shape, kinds[name])
+                 for name in kinds},
+      "kernel_masks": {layer.name: jnp.ones(params[layer.name]["kernel"].shape, bool)
+                       for layer in layers},
+      "losses": jnp.zeros(steps, jnp.float32)},  # the current epoch's, for its log line
+            checkpoint_every_steps=config.get("checkpoint_every_steps", 0),
+            stop_after_steps=config.get("stop_after_steps", 0), hint=hint, log=log)
+  try:
+    return _compress(config, workdir, log, run, model, topology, kinds, train, test, steps,
+                     (train_step, curvature_step, eval_step), like, baseline,
+                     baseline_path, baseline_epochs, start_time)
+  finally:
+    run.close()
 
-  def run_epochs(count, label, use_penalty, decay=False, teacher=None, distill=0.0):
-    nonlocal params, state, opt_state
+
+def _compress(config, workdir, log, run, model, topology, kinds, train, test, steps,
+              step_fns, like, baseline, baseline_path, baseline_epochs, start_time):
+  """run_compress's phases on `run` (each skipped where a relaunch finds it done)."""
+  train_step, curvature_step, eval_step = step_fns
+  layers = topology.layers
+  batch_size = config.input.batch_size
+
+  def epoch_line(phase, epoch):
+    losses = jax.device_get(run.state["losses"])
+    return f"{phase}: epoch {epoch + 1}, loss {float(np.mean(losses)):.4f}"
+
+  def run_epochs(phase, count, first, use_penalty, decay=False, teacher=None, distill=0.0):
+    """`count` epochs from global epoch `first` as `phase`, whose step i is batch
+    i % steps of epoch i // steps; saves at the end of every epoch."""
     total = count * steps
     # The phase's factors, once: nothing per batch but an index.
     distill_weight = jnp.float32(distill)
     scales = (np.asarray(lr_scale(np.arange(total), total), np.float32) if decay
               else np.ones(total, np.float32))
-    for e in range(count):
-      losses = []
-      for step in range(steps):
-        index = data_lib.batch_indices(len(train), batch_size, seed=config.seed,
-                                       epoch=epoch[0], step=step)
-        extra = () if teacher is None else (jnp.asarray(teacher[index]), distill_weight)
-        params, state, opt_state, loss = train_step(
-            params, state, opt_state, train.images[index], train.labels[index],
-            states, masks, jnp.float32(use_penalty), scales[e * steps + step], *extra)
-        losses.append(loss)
-        watch.add(f"{label}: epoch {epoch[0] + 1}", step, {"loss": loss})
-      watch.check(hint)  # before the epoch's log and any file written after it
-      epoch[0] += 1
-      log(f"{label}: epoch {epoch[0]}, loss {float(np.mean(jax.device_get(losses))):.4f}")
+    for i in range(run.step(phase), total):
+      e, step = divmod(i, steps)
+      index = data_lib.batch_indices(len(train), batch_size, seed=config.seed,
+                                     epoch=first + e, step=step)
+      extra = () if teacher is None else (jnp.asarray(teacher[index]), distill_weight)
+      s = run.state
+      params, state, opt_state, loss = train_step(
+          s["params"], s["state"], s["opt_state"], train.images[index], train.labels[index],
+          s["states"], s["masks"], jnp.float32(use_penalty), scales[i], *extra)
+      run.state = {**s, "params": params, "state": state, "opt_state": opt_state,
+                   "losses": s["losses"].at[step].set(loss)}
+      last = step == steps - 1
+      try:
+        run.advance(phase, {"loss": loss})
+      except Interrupted:
+        if last:  # saved, so checked: the epoch's line as without the stop
+          log(epoch_line(phase, first + e))
+        raise
+      if last:
+        run.check()  # before the epoch's log and any file written after it
+        log(epoch_line(phase, first + e))
+        if i + 1 < total and not (run.every and (i + 1) % run.every == 0):
+          run.save()  # the phase's last epoch: `finish` saves
 
-  # "cosine": the baseline and the fine-tuning each decay the learning rate
-  # to 0 over their own epochs; the penalised rounds run at the full rate.
-  decay = config.train.get("schedule", "constant") == "cosine"
-  baseline_path = config.compress.get("baseline_checkpoint", "")
-  if baseline_path:
-    params, state, opt_state, epoch[0] = load_baseline(baseline_path, params, state, opt_state)
-    log(f"dense baseline: restored from {baseline_path} ({epoch[0]} epochs)")
-    # Created only now, so that a foreign checkpoint leaves nothing behind.
-    os.makedirs(workdir, exist_ok=True)
-  else:
-    run_epochs(config.train.baseline_epochs, "baseline", 0.0, decay)
-    os.makedirs(workdir, exist_ok=True)
-    save_baseline(os.path.join(workdir, "baseline"), params, state, opt_state, epoch[0])
-  image_shape = train.images.shape[1:]
-  error_before = test_error(eval_step, params, state, test)
-  params_before = int(sum(np.size(v) for v in jax.tree_util.tree_leaves(params)))
-  macs_before = macs_per_example(model, {"params": params, **state}, image_shape)
-  everything = {layer.name: np.ones(params[layer.name]["kernel"].shape, bool) for layer in layers}
-  arch_before = topology.architecture(topology.param_masks(everything, params)[1])
-  log(f"dense baseline {arch_before}: test error {error_before:.2f}%, {params_before} "
-      f"parameters, {macs_before} multiply-adds per example")
-  distill = float(config.compress.get("distill", 0.0))
-  # The dense baseline is the fine-tuning's teacher: its logits on every training
-  # example, once (eval mode), so fine-tuning runs no second network.
-  teacher = (logits_of(model, params, state, train.images, config.input) if distill > 0
-             else None)
-  lambdas = layer_lambdas(config, kinds)
-  rounds = []
+  def epoch_phase(phase, count, first, *args):
+    """The global epoch count after `phase` (run unless done)."""
+    if not run.finished(phase):
+      run_epochs(phase, count, first, *args)
+      run.finish(phase, epochs=first + count)
+    return run.record(phase)["epochs"]
 
-  def apply_kernel_masks(kernel_masks):
-    nonlocal params, masks
+  def apply_kernel_masks(kernel_masks, params):
     unit, alive = topology.param_masks(kernel_masks, params)
     unit = {name: unit.get(name, jax.tree_util.tree_map(np.ones_like, entry))
             for name, entry in params.items()}
     masks = jax.tree_util.tree_map(lambda m: jnp.asarray(m, jnp.float32), unit)
     params = jax.tree_util.tree_map(lambda p, m: p * m, params, masks)
-    return {layer.name: unit[layer.name]["kernel"] for layer in layers}, alive
+    return (params, masks, {layer.name: unit[layer.name]["kernel"] for layer in layers},
+            alive)
 
+  # "cosine": the baseline and the fine-tuning each decay the learning rate
+  # to 0 over their own epochs; the penalised rounds run at the full rate.
+  decay = config.train.get("schedule", "constant") == "cosine"
+  image_shape = train.images.shape[1:]
+  everything = {layer.name: np.ones(like[0][layer.name]["kernel"].shape, bool)
+                for layer in layers}
+  if not run.finished("baseline"):
+    if baseline_path:
+      epochs = baseline_epochs  # the checkpoint's, whatever the config says
+    else:
+      epochs = config.train.baseline_epochs
+      run_epochs("baseline", epochs, 0, 0.0, decay)
+      s = run.state
+      save_baseline(os.path.join(workdir, "baseline"), s["params"], s["state"], s["opt_state"],
+                    epochs)
+      baseline = (s["params"], s["state"])
+    params, state = run.state["params"], run.state["state"]
+    arch_before = topology.architecture(topology.param_masks(everything, params)[1])
+    run.finish("baseline", epochs=epochs, test_error=test_error(eval_step, params, state, test),
+               params=int(sum(np.size(v) for v in jax.tree_util.tree_leaves(params))),
+               flops=macs_per_example(model, {"params": params, **state}, image_shape),
+               architecture=arch_before)
+  before = run.record("baseline")
+  epochs = before["epochs"]
+  error_before, params_before = before["test_error"], before["params"]
+  macs_before, arch_before = before["flops"], before["architecture"]
+  log(f"dense baseline {arch_before}: test error {error_before:.2f}%, {params_before} "
+      f"parameters, {macs_before} multiply-adds per example")
+  distill = float(config.compress.get("distill", 0.0))
+  # The dense baseline is the fine-tuning's teacher: its logits on every training
+  # example, once (eval mode), so fine-tuning runs no second network. A relaunch
+  # past the baseline reads it back from its checkpoint (the same arrays).
+  teacher = None
+  if distill > 0 and not run.finished("fine-tune"):
+    if baseline is None:
+      baseline = load_baseline(baseline_path or os.path.join(workdir, "baseline"), *like)[:2]
+    teacher = logits_of(model, *baseline, train.images, config.input)
+  lambdas = layer_lambdas(config, kinds)
+  rounds = []
   method = config.compress.method
   for round_ in range(config.compress.rounds):
     # The penalty and the update use λ^l times the round's ramp factor.
     factor = ramp_factor(config.compress.get("lambda_ramp", "constant"), round_,
                          config.compress.rounds)
-    run_epochs(config.compress.epochs_per_round, f"round {round_ + 1}",
-               0.0 if method == "magnitude" else factor)
+    epochs = epoch_phase(f"round {round_ + 1}", config.compress.epochs_per_round, epochs,
+                         0.0 if method == "magnitude" else factor)
     if method != "bayes":
       continue
-    curvature = None
-    for b in range(config.compress.curvature_batches):
-      index = data_lib.batch_indices(len(train), batch_size, seed=config.seed + 1,
-                                     epoch=round_, step=b % steps)
-      c = curvature_step(params, state, train.images[index], train.labels[index])
-      curvature = c if curvature is None else jax.tree_util.tree_map(jnp.add, curvature, c)
-    curvature = jax.tree_util.tree_map(lambda h: h / config.compress.curvature_batches,
-                                       curvature)
-    watch.add(f"round {round_ + 1}: curvature", config.compress.curvature_batches - 1,
-              {"curvature": curvature})
-    watch.check(hint)
-    kernels = {name: params[name]["kernel"] for name in kinds}
-    hs = {name: curvature[name]["kernel"] for name in kinds}
-    round_lambdas = {name: value * factor for name, value in lambdas.items()}
-    states, group_h = groups.tree_update_jit(kernels, hs, states, round_lambdas,
-                                             threshold=config.compress.prune_threshold,
-                                             rule=config.compress.prune_rule)
-    if config.compress.zero_curvature == "prune":
-      states = {name: {kind: {**s, "keep": s["keep"] & (
-          group_h[name][kind] > config.compress.zero_tolerance * round_lambdas[name])}
-                       for kind, s in kind_states.items()}
-                for name, kind_states in states.items()}
-    kernel_masks = {layer.name: (np.asarray(groups.mask(params[layer.name]["kernel"].shape,
-                                                       states[layer.name]))
-                                 if layer.name in states else everything[layer.name])
-                    for layer in layers}
-    unit, alive = apply_kernel_masks(kernel_masks)
-    arch = topology.architecture(alive)
-    kept = {name: int(np.sum(unit[name])) for name in unit}
-    rounds.append({"round": round_ + 1, "lambda_factor": factor, "architecture": arch,
-                   "kept_weights": kept,
-                   "removed_blocks": list(topology.removed(alive)),
-                   "test_error": test_error(eval_step, params, state, test)})
-    log(f"round {round_ + 1}: {arch}, test error {rounds[-1]['test_error']:.2f}%, weights kept "
-        + ", ".join(f"{k} {v}" for k, v in kept.items()))
-  if method != "bayes":
+    update = f"update {round_ + 1}"
+    if not run.finished(update):
+      s = run.state
+      params = s["params"]
+      curvature = None
+      for b in range(config.compress.curvature_batches):
+        index = data_lib.batch_indices(len(train), batch_size, seed=config.seed + 1,
+                                       epoch=round_, step=b % steps)
+        c = curvature_step(params, s["state"], train.images[index], train.labels[index])
+        curvature = c if curvature is None else jax.tree_util.tree_map(jnp.add, curvature, c)
+      curvature = jax.tree_util.tree_map(lambda h: h / config.compress.curvature_batches,
+                                         curvature)
+      run.watch.add(f"round {round_ + 1}: curvature", config.compress.curvature_batches - 1,
+                    {"curvature": curvature})
+      run.check()
+      kernels = {name: params[name]["kernel"] for name in kinds}
+      hs = {name: curvature[name]["kernel"] for name in kinds}
+      round_lambdas = {name: value * factor for name, value in lambdas.items()}
+      states, group_h = groups.tree_update_jit(kernels, hs, s["states"], round_lambdas,
+                                               threshold=config.compress.prune_threshold,
+                                               rule=config.compress.prune_rule)
+      if config.compress.zero_curvature == "prune":
+        states = {name: {kind: {**st, "keep": st["keep"] & (
+            group_h[name][kind] > config.compress.zero_tolerance * round_lambdas[name])}
+                         for kind, st in kind_states.items()}
+                  for name, kind_states in states.items()}
+      kernel_masks = {layer.name: (np.asarray(groups.mask(params[layer.name]["kernel"].shape,
+                                                         states[layer.name]))
+                                   if layer.name in states else everything[layer.name])
+                      for layer in layers}
+      params, masks, unit, alive = apply_kernel_masks(kernel_masks, params)
+      run.state = {**s, "params": params, "masks": masks, "states": states,
+                   "kernel_masks": {name: jnp.asarray(m) for name, m in kernel_masks.items()}}
+      arch = topology.architecture(alive)
+      kept = {name: int(np.sum(unit[name])) for name in unit}
+      record = {"round": round_ + 1, "lambda_factor": factor, "architecture": arch,
+                "kept_weights": kept, "removed_blocks": list(topology.removed(alive)),
+                "test_error": test_error(eval_step, params, s["state"], test)}
+      log(f"round {round_ + 1}: {arch}, test error {record['test_error']:.2f}%, weights kept "
+          + ", ".join(f"{k} {v}" for k, v in kept.items()))
+      run.finish(update, **record)
+    rounds.append(run.record(update))
+  if method != "bayes" and not run.finished("select"):
+    s = run.state
     counts = topology.parse(config.compress.target_architecture)
-    unit, alive = apply_kernel_masks(structure.select_by_norm(
-        layers, {layer.name: params[layer.name]["kernel"] for layer in layers}, counts))
+    kernel_masks = structure.select_by_norm(
+        layers, {layer.name: s["params"][layer.name]["kernel"] for layer in layers}, counts)
+    params, masks, _, alive = apply_kernel_masks(kernel_masks, s["params"])
+    run.state = {**s, "params": params, "masks": masks,
+                 "kernel_masks": {layer.name: jnp.asarray(kernel_masks[layer.name], bool)
+                                  for layer in layers}}
     log(f"{method}: kept the largest-norm units, {topology.architecture(alive)}")
-  run_epochs(config.compress.finetune_epochs, "fine-tune", 0.0, decay, teacher, distill)
+    run.finish("select")
+  epoch_phase("fine-tune", config.compress.finetune_epochs, epochs, 0.0, decay, teacher,
+              distill)
+  s = run.state
+  params, state, masks = s["params"], s["state"], s["masks"]
+  # The units the last update (or the baselines' cut) left, from its kernel masks.
+  alive = topology.param_masks({name: np.asarray(m) for name, m in s["kernel_masks"].items()},
+                               params)[1]
   error_masked = test_error(eval_step, params, state, test)
   small, small_params, small_state, description = topology.compress(
       jax.device_get(params), jax.device_get(state), alive)
