@@ -78,6 +78,22 @@ def _masked(arch, masks):
   return masked_arch(arch, masks)
 
 
+def steps_for(spec, config, train_arch: bool, norm: str | None = None) -> "Steps":
+  """`Steps(spec, config, train_arch, norm)`, built once per process for the
+  same cell, flags and config sections that shape the steps (`space`, `train`,
+  `search`): a relaunch in the same process (a resumed run, a sweep) reuses the
+  compiled functions."""
+  key = (spec, train_arch, norm, config.space.to_json_best_effort(sort_keys=True),
+         config.train.to_json_best_effort(sort_keys=True),
+         config.search.to_json_best_effort(sort_keys=True))
+  if key not in _STEPS:
+    _STEPS[key] = Steps(spec, config, train_arch, norm)
+  return _STEPS[key]
+
+
+_STEPS = {}
+
+
 class Steps:
   """The jitted steps of a search or a derived-cell training, built once."""
 

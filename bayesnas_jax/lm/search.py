@@ -35,8 +35,8 @@ import numpy as np
 from bayesnas_jax import files, plots
 from bayesnas_jax.data import text
 from bayesnas_jax.loop import Run
-from bayesnas_jax.lm.model import (_HINT, Steps, _epoch, _log, _masked, init_params,
-                                   perplexity)
+from bayesnas_jax.lm.model import (_HINT, _epoch, _log, _masked, init_params, perplexity,
+                                   steps_for)
 from bayesnas_jax.metrics import FiniteWatch
 from bayesnas_jax.search import hard
 from bayesnas_jax.spaces import rnn
@@ -145,8 +145,8 @@ def run(config, workdir: str, log=_log):
   params = init_params(k_init, len(corpus.vocab), size, spec)
   arch = rnn.init_arch(spec, config.space.get("arch_init", "ones"))
   prior = hard.init_prior(arch, "cell_type")
-  steps = Steps(spec, config, train_arch=True)
-  cell_steps = Steps(spec, config, train_arch=False, norm=config.train.norm)
+  steps = steps_for(spec, config, train_arch=True)
+  cell_steps = steps_for(spec, config, train_arch=False, norm=config.train.norm)
   # Everything carried between steps, in one pytree of a fixed structure; the
   # derived cell's training reuses params, arch and opt_w.
   run = Run(workdir, {"params": params, "arch": arch, "opt_w": steps.weight_opt.init(params),

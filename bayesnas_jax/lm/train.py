@@ -13,7 +13,7 @@ import numpy as np
 
 from bayesnas_jax import files
 from bayesnas_jax.data import text
-from bayesnas_jax.lm.model import _HINT, Steps, _epoch, _log, init_params, perplexity
+from bayesnas_jax.lm.model import _HINT, _epoch, _log, init_params, perplexity, steps_for
 from bayesnas_jax.loop import Run
 from bayesnas_jax.lm.search import genotype_literal, genotype_masks, validate
 from bayesnas_jax.search import hard
@@ -59,7 +59,7 @@ def train_cell(config, workdir: str, log=_log):
   key, k_init = jax.random.split(key)
   params = init_params(k_init, len(corpus.vocab), size, spec)
   ones = rnn.init_arch(spec)
-  steps = Steps(spec, config, train_arch=False, norm=config.train.norm)
+  steps = steps_for(spec, config, train_arch=False, norm=config.train.norm)
   omega = hard.init_prior(ones, "cell_type")["omega"]
   log(f"training {genotype_literal(genotype)} at size {size}, "
       f"{sum(np.size(v) for v in jax.tree_util.tree_leaves(params))} parameters")

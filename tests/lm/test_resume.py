@@ -53,6 +53,7 @@ def _search_config(corpus):
   c.space.size, c.space.num_nodes = 8, 2
   c.space.norm, c.space.arch_init = "none", "mean"
   c.input.batch_size, c.input.bptt, c.input.valid_tokens = 16, 5, 0
+  c.input.random_length = False   # one window length: one compile of each step
   c.search.steps_per_round, c.search.rounds = 12, 2
   c.search.curvature_windows, c.search.horizon = 2, 3
   c.search.keep_last, c.search.penalty_update = True, "decoupled"
@@ -77,6 +78,7 @@ def test_lm_cell_training_resumes_bit_identical_through_averaging(corpus, tmp_pa
     e.space.size = 8
     e.train.genotype = str(tmp_path / "genotype.json")
     e.input.batch_size, e.input.bptt, e.input.valid_tokens = 16, 5, 0
+    e.input.random_length = False
     e.train.steps_per_epoch, e.train.epochs, e.train.nonmono = 6, 8, 1
     e.train.learning_rate = 40.0     # noisy enough for the validation loss to stall
     e.checkpoint_every_steps, e.log_every_steps = 4, 3
