@@ -14,9 +14,9 @@ from tests.tests_support import ROOT
 
 ARGS = ["--config=configs/darts_ptb_search.py:cpu", "--config.space.size=8",
         "--config.space.num_nodes=2", "--config.input.batch_size=16", "--config.input.bptt=5",
-        "--config.input.random_length=False", "--config.search.rounds=3",
-        "--config.search.steps_per_round=60", "--config.search.curvature_windows=2",
-        "--config.search.horizon=3", "--config.train.steps=120",
+        "--config.input.random_length=False", "--config.search.rounds=2",
+        "--config.search.steps_per_round=40", "--config.search.curvature_windows=2",
+        "--config.search.horizon=3", "--config.train.steps=60",
         "--config.input.valid_tokens=0", "--config.checkpoint_every_steps=5",
         "--config.log_every_steps=20"]
 

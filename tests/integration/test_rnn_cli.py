@@ -23,6 +23,7 @@ def test_rnn_search_cli_end_to_end_on_a_tiny_corpus(tmp_path):
        f"--workdir={workdir}", f"--config.data.path={tmp_path}", "--config.space.size=8",
        "--config.space.num_nodes=2", "--config.input.batch_size=16", "--config.input.bptt=5",
        "--config.input.random_length=False", "--config.search.steps_per_round=20",
+       "--config.search.rounds=2",
        "--config.search.curvature_windows=2", "--config.search.horizon=3",
        "--config.train.steps=300", "--config.input.valid_tokens=0",
        "--config.train.dropout_x=0.1", "--config.train.dropout_output=0.1"],
