@@ -37,3 +37,16 @@ def parse_sweep_args(args, settings, seeds):
     kind = type(getattr(settings, name))
     fields[name] = value if kind is str else kind(value)
   return seeds, settings._replace(**fields)
+
+
+def write_corpus(path, train_lines=120, other_lines=20, vocabulary=30, seed=0):
+  """train.txt, valid.txt and test.txt of 8-word lines in which a word is mostly
+  followed by the next one of `vocabulary` words (a text a tiny LM can learn)."""
+  rng = np.random.default_rng(seed)
+  words = [f"w{i}" for i in range(vocabulary)]
+  for name, lines in (("train.txt", train_lines), ("valid.txt", other_lines),
+                      ("test.txt", other_lines)):
+    with open(os.path.join(path, name), "w", encoding="utf-8") as f:
+      for _ in range(lines):
+        start = int(rng.integers(vocabulary))
+        f.write(" ".join(words[(start + i) % vocabulary] for i in range(8)) + "\n")

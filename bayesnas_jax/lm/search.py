@@ -56,28 +56,17 @@ def validate(config):
                             ("stop_after_steps", config.get("stop_after_steps", 0), 0)):
     if not isinstance(value, int) or isinstance(value, bool) or value < low:
       raise ValueError(f"config.{field}: expected an integer >= {low}, got {value!r}")
-  if s.norm not in rnn.NORMS:
-    raise ValueError(f"config.space.norm: expected one of {rnn.NORMS}, got {s.norm!r}")
-  if config.train.get("norm", "none") not in rnn.NORMS:
-    raise ValueError(f"config.train.norm: expected one of {rnn.NORMS}, got "
-                     f"{config.train.norm!r}")
-  if s.get("arch_init", "ones") not in rnn.ARCH_INITS:
-    raise ValueError(f"config.space.arch_init: expected one of {rnn.ARCH_INITS}, got "
-                     f"{s.arch_init!r}")
-  if s.origin not in rnn.ORIGINS:
-    raise ValueError(f"config.space.origin: expected one of {rnn.ORIGINS}, got {s.origin!r}")
-  if se.get("penalty_update", "adam") not in ("adam", "decoupled"):
-    raise ValueError(f"config.search.penalty_update: expected 'adam' or 'decoupled', got "
-                     f"{se.penalty_update!r}")
-  if se.get("prune_rule", "entropy") not in hard.PRUNE_RULES:
-    raise ValueError(f"config.search.prune_rule: expected one of {hard.PRUNE_RULES}, got "
-                     f"{se.prune_rule!r}")
-  if se.get("lambda_ramp", "none") not in hard.LAMBDA_RAMPS:
-    raise ValueError(f"config.search.lambda_ramp: expected one of {hard.LAMBDA_RAMPS}, got "
-                     f"{se.lambda_ramp!r}")
-  if se.rank_by not in hard.RANK_BY:
-    raise ValueError(f"config.search.rank_by: expected one of {hard.RANK_BY}, got "
-                     f"{se.rank_by!r}")
+  for field, value, choices in (
+      ("space.norm", s.norm, rnn.NORMS),
+      ("train.norm", config.train.get("norm", "none"), rnn.NORMS),
+      ("space.arch_init", s.get("arch_init", "ones"), rnn.ARCH_INITS),
+      ("space.origin", s.origin, rnn.ORIGINS),
+      ("search.penalty_update", se.get("penalty_update", "adam"), ("adam", "decoupled")),
+      ("search.prune_rule", se.get("prune_rule", "entropy"), hard.PRUNE_RULES),
+      ("search.lambda_ramp", se.get("lambda_ramp", "none"), hard.LAMBDA_RAMPS),
+      ("search.rank_by", se.rank_by, hard.RANK_BY)):
+    if value not in choices:
+      raise ValueError(f"config.{field}: expected one of {choices}, got {value!r}")
   for name in ("dropout_input", "dropout_x", "dropout_hidden", "dropout_output"):
     if not 0 <= t[name] < 1:
       raise ValueError(f"config.train.{name}: expected a rate in [0, 1), got {t[name]!r}")

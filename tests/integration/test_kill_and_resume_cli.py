@@ -8,9 +8,7 @@ import subprocess
 import sys
 import time
 
-import numpy as np
-
-from tests.tests_support import ROOT
+from tests.tests_support import ROOT, write_corpus
 
 ARGS = ["--config=configs/darts_ptb_search.py:cpu", "--config.space.size=8",
         "--config.space.num_nodes=2", "--config.input.batch_size=16", "--config.input.bptt=5",
@@ -43,13 +41,7 @@ def _without_timings(summary):
 
 
 def test_sigkilled_search_resumes_to_the_same_result(tmp_path):
-  rng = np.random.default_rng(0)
-  words = [f"w{i}" for i in range(30)]
-  for name, lines in (("train.txt", 400), ("valid.txt", 20), ("test.txt", 20)):
-    with open(tmp_path / name, "w", encoding="utf-8") as f:
-      for _ in range(lines):
-        start = int(rng.integers(30))
-        f.write(" ".join(words[(start + i) % 30] for i in range(8)) + "\n")
+  write_corpus(tmp_path, train_lines=400)
   whole = subprocess.run(_command(tmp_path, tmp_path / "whole"), cwd=ROOT, env=_env(),
                          capture_output=True, text=True, timeout=600, check=False)
   assert whole.returncode == 0, whole.stderr[-3000:]

@@ -1,25 +1,19 @@
 """The language-model search and the cell training resume through `loop.Run`: a
 run stopped several times (`stop_after_steps`, mid-phase and across phases) and
 relaunched ends bit-identical to an uninterrupted one."""
-import numpy as np
 import pytest
 
 from bayesnas_jax.checkpoints import Interrupted
 from bayesnas_jax.lm import search as lm_search
 from bayesnas_jax.lm import train as lm_train
 from configs import darts_ptb_eval, darts_ptb_search
+from tests.tests_support import write_corpus
 
 
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory):
   path = tmp_path_factory.mktemp("corpus")
-  rng = np.random.default_rng(0)
-  words = [f"w{i}" for i in range(30)]
-  for name, lines in (("train.txt", 120), ("valid.txt", 20), ("test.txt", 20)):
-    with open(path / name, "w", encoding="utf-8") as f:
-      for _ in range(lines):
-        start = int(rng.integers(30))
-        f.write(" ".join(words[(start + i) % 30] for i in range(8)) + "\n")
+  write_corpus(path)
   return path
 
 
