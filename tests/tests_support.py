@@ -50,3 +50,15 @@ def write_corpus(path, train_lines=120, other_lines=20, vocabulary=30, seed=0):
       for _ in range(lines):
         start = int(rng.integers(vocabulary))
         f.write(" ".join(words[(start + i) % vocabulary] for i in range(8)) + "\n")
+
+
+def write_tiny_idx(root):
+  """Fashion-MNIST-shaped IDX files: 64 training and 32 test 28×28 images whose
+  brightness grows with the label (a task a small network learns)."""
+  from bayesnas_jax import data  # pylint: disable=import-outside-toplevel
+  rng = np.random.default_rng(0)
+  for prefix, count in (("train", 64), ("t10k", 32)):
+    labels = rng.integers(0, 10, count).astype(np.uint8)
+    images = (rng.integers(0, 40, (count, 28, 28)) + labels[:, None, None] * 20).astype(np.uint8)
+    data.write_idx(os.path.join(root, f"{prefix}-images-idx3-ubyte"), images)
+    data.write_idx(os.path.join(root, f"{prefix}-labels-idx1-ubyte"), labels)

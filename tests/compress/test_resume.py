@@ -13,17 +13,9 @@ from bayesnas_jax import data
 from bayesnas_jax.checkpoints import Interrupted
 from bayesnas_jax.compress import run as run_lib
 from configs import compress_lenet300_mnist
+from tests.tests_support import write_tiny_idx
 
 STEPS = 4  # 64 training examples in batches of 16
-
-
-def _write_tiny_idx(root):
-  rng = np.random.default_rng(0)
-  for prefix, count in (("train", 64), ("t10k", 32)):
-    labels = rng.integers(0, 10, count).astype(np.uint8)
-    images = (rng.integers(0, 40, (count, 28, 28)) + labels[:, None, None] * 20).astype(np.uint8)
-    data.write_idx(os.path.join(root, f"{prefix}-images-idx3-ubyte"), images)
-    data.write_idx(os.path.join(root, f"{prefix}-labels-idx1-ubyte"), labels)
 
 
 def _config(path, stop_after_steps=0):
@@ -72,7 +64,7 @@ def _shared_steps(monkeypatch):
 
 def test_interrupted_compression_ends_bit_identical(tmp_path, shared_steps):
   del shared_steps
-  _write_tiny_idx(str(tmp_path))
+  write_tiny_idx(str(tmp_path))
   whole = str(tmp_path / "whole")
   run_lib.run_compress(_config(tmp_path), whole, log=lambda _: None)
 

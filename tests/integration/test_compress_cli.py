@@ -12,16 +12,7 @@ import numpy as np
 import pytest
 
 from bayesnas_jax import data
-from tests.tests_support import ROOT
-
-
-def _write_tiny_idx(root):
-  rng = np.random.default_rng(0)
-  for prefix, count in (("train", 64), ("t10k", 32)):
-    labels = rng.integers(0, 10, count).astype(np.uint8)
-    images = (rng.integers(0, 40, (count, 28, 28)) + labels[:, None, None] * 20).astype(np.uint8)
-    data.write_idx(os.path.join(root, f"{prefix}-images-idx3-ubyte"), images)
-    data.write_idx(os.path.join(root, f"{prefix}-labels-idx1-ubyte"), labels)
+from tests.tests_support import ROOT, write_tiny_idx
 
 
 def _cli(args):
@@ -31,7 +22,7 @@ def _cli(args):
 
 
 def test_lenet5_cli_end_to_end_on_tiny_idx(tmp_path):
-  _write_tiny_idx(str(tmp_path))
+  write_tiny_idx(str(tmp_path))
   workdir = tmp_path / "run"
   result = _cli(["--config=configs/compress_lenet5_mnist.py", f"--workdir={workdir}",
                  f"--config.data.path={tmp_path}", "--config.data.source=idx",
@@ -80,7 +71,7 @@ def test_bad_group_names_are_one_line(override, words, tmp_path):
 
 
 def test_compress_compare_prunes_the_baselines_to_the_same_architecture(tmp_path):
-  _write_tiny_idx(str(tmp_path))
+  write_tiny_idx(str(tmp_path))
   workdir = tmp_path / "compare"
   env = {**os.environ, "PYTHONPATH": ROOT, "JAX_PLATFORMS": "cpu"}
   result = subprocess.run(
@@ -108,7 +99,7 @@ def test_a_restored_baseline_continues_exactly(tmp_path):
   """A run from another run's saved dense baseline (weights, momentum, epoch count)
   ends with the same compressed weights as the run that trained it."""
   import orbax.checkpoint as ocp  # pylint: disable=import-outside-toplevel
-  _write_tiny_idx(str(tmp_path))
+  write_tiny_idx(str(tmp_path))
   common = ["--config=configs/compress_lenet300_mnist.py", f"--config.data.path={tmp_path}",
             "--config.data.source=idx", "--config.input.batch_size=16",
             "--config.train.baseline_epochs=2", "--config.compress.rounds=2",
@@ -134,7 +125,7 @@ def test_a_restored_baseline_continues_exactly(tmp_path):
 
 
 def test_non_finite_loss_stops_compression_and_writes_nothing(tmp_path):
-  _write_tiny_idx(str(tmp_path))
+  write_tiny_idx(str(tmp_path))
   workdir = tmp_path / "run"
   result = _cli(["--config=configs/compress_lenet300_mnist.py", f"--workdir={workdir}",
                  f"--config.data.path={tmp_path}", "--config.data.source=idx",
