@@ -18,9 +18,9 @@ collection, `"arch"` (`ARCH`), apart from the network weights in `"params"`:
 `model.init` returns both, the optimiser and the HARD prior see them as
 separate pytrees (`variables["params"]`, `variables["arch"]`).
 
-What is left out: explicit paddings (only "SAME", and "VALID" at stride 1, as the
-SAME output cropped), unequal strides or dilations per axis, and input dilation;
-asking for them raises a ValueError naming the field.
+What is left out: circular, reflecting and causal padding, input dilation, and
+convolutions other than 2-D; asking for them raises a ValueError naming the
+field. `bayesnas_jax.nnx` has the same layers for Flax NNX.
 """
 from __future__ import annotations
 
@@ -30,34 +30,10 @@ import flax.linen as linen
 import jax.numpy as jnp
 
 from bayesnas_jax import nn
-from bayesnas_jax.nn import conv as conv_impls
+from bayesnas_jax.flax import common
 
 ARCH = "arch"
 Initializer = Callable[..., Any]
-
-
-def _cast(x, dtype):
-  """`x` (plain or probed) in `dtype`; a cast is a structural map."""
-  if x is None or nn.value_of(x).dtype == dtype:
-    return x
-  return nn.structural(lambda v: v.astype(dtype), x)
-
-
-def _promote(dtype, *xs):
-  """As `flax.linen`'s promote_dtype: all to `dtype`, or to their common type."""
-  if dtype is None:
-    dtype = jnp.result_type(*[nn.value_of(x).dtype for x in xs if x is not None])
-  return [_cast(x, dtype) for x in xs]
-
-
-def _square(value, field, layer):
-  """An int, or a sequence of equal ints, as one int."""
-  if isinstance(value, int):
-    return value
-  values = tuple(value)
-  if not values or any(v != values[0] for v in values):
-    raise ValueError(f"{layer}.{field}: expected one int or equal ints per axis, got {value!r}")
-  return int(values[0])
 
 
 class Dense(linen.Module):
@@ -77,22 +53,25 @@ class Dense(linen.Module):
                         self.param_dtype)
     bias = (self.param("bias", self.bias_init, (self.features,), self.param_dtype)
             if self.use_bias else None)
-    x, kernel, bias = _promote(self.dtype, x, kernel, bias)
+    x, kernel, bias = common.promote(self.dtype, x, kernel, bias)
     return nn.dense(x, kernel, bias)
 
 
 class Conv(linen.Module):
-  """SAME-padded 2-D convolution over NHWC inputs with `flax.linen.Conv`'s
-  parameters ("kernel" [kh, kw, in/groups, out], "bias" [out]); strides,
-  kernel dilation and feature groups (depthwise when groups == channels).
+  """2-D convolution over NHWC inputs with `flax.linen.Conv`'s parameters
+  ("kernel" [kh, kw, in/groups, out], "bias" [out]): strides, "SAME", "VALID"
+  or explicit (low, high) padding, kernel dilation and feature groups
+  (depthwise when groups == channels); the mapping onto `bayesnas_jax.nn` is
+  `bayesnas_jax.flax.common.conv`, shared with the NNX layer.
 
-  `impl` picks the primitive's implementation ("auto": shifted multiply-adds
-  for depthwise, which XLA runs far faster on CPU than a grouped convolution).
+  `impl` picks the primitive's implementation for "SAME" padding with one
+  stride and dilation for both axes ("auto": shifted multiply-adds for
+  depthwise, which XLA runs far faster on CPU than a grouped convolution).
   """
   features: int
   kernel_size: int | Sequence[int] = 3
   strides: int | Sequence[int] = 1
-  padding: str = "SAME"
+  padding: Any = "SAME"
   kernel_dilation: int | Sequence[int] = 1
   feature_group_count: int = 1
   use_bias: bool = True
@@ -104,35 +83,16 @@ class Conv(linen.Module):
 
   @linen.compact
   def __call__(self, x):
-    if self.padding not in ("SAME", "VALID"):
-      raise ValueError(f"Conv.padding: expected 'SAME' or 'VALID', got {self.padding!r}")
-    shape = nn.value_of(x).shape
-    if len(shape) != 4:
-      raise ValueError(f"Conv: expected an NHWC input, got shape {tuple(shape)}")
-    kernel_size = ((self.kernel_size,) * 2 if isinstance(self.kernel_size, int)
-                   else tuple(self.kernel_size))
-    if len(kernel_size) != 2:
-      raise ValueError(f"Conv.kernel_size: expected 2 sizes, got {self.kernel_size!r}")
-    stride = _square(self.strides, "strides", "Conv")
-    dilation = _square(self.kernel_dilation, "kernel_dilation", "Conv")
-    groups = self.feature_group_count
-    if shape[-1] % groups or self.features % groups:
-      raise ValueError(f"Conv.feature_group_count: {groups} does not divide the "
-                       f"{shape[-1]} input channels and {self.features} features")
+    geometry = common.conv_geometry(self.kernel_size, self.strides, self.padding,
+                                    kernel_dilation=self.kernel_dilation)
+    channels, groups = nn.value_of(x).shape[-1], self.feature_group_count
     kernel = self.param("kernel", self.kernel_init,
-                        kernel_size + (shape[-1] // groups, self.features), self.param_dtype)
+                        geometry.kernel_size + (channels // groups, self.features),
+                        self.param_dtype)
     bias = (self.param("bias", self.bias_init, (self.features,), self.param_dtype)
             if self.use_bias else None)
-    x, kernel, bias = _promote(self.dtype, x, kernel, bias)
-    y = nn.conv2d(x, kernel, stride=stride, dilation=dilation, groups=groups, b=bias,
-                  impl=self.impl)
-    if self.padding == "VALID":
-      if stride != 1:
-        raise ValueError("Conv.padding: 'VALID' is supported with strides 1 only")
-      # VALID = the SAME output without the positions that read padding.
-      (top, bottom), (left, right) = conv_impls.same_pads(shape[1:3], kernel_size, 1, dilation)
-      y = y[:, top:shape[1] - bottom, left:shape[2] - right, :]
-    return y
+    x, kernel, bias = common.promote(self.dtype, x, kernel, bias)
+    return common.conv(x, kernel, bias, geometry, groups, self.impl)
 
 
 class BatchNorm(linen.Module):
@@ -162,7 +122,7 @@ class BatchNorm(linen.Module):
              if self.use_scale else None)
     bias = (self.param("bias", self.bias_init, (features,), self.param_dtype)
             if self.use_bias else None)
-    x, scale, bias = _promote(self.dtype, x, scale, bias)
+    x, scale, bias = common.promote(self.dtype, x, scale, bias)
     if use_running_average:
       return nn.batch_norm(x, scale, bias, mean=nn.value_of(ra_mean.value),
                            var=nn.value_of(ra_var.value), eps=self.epsilon)

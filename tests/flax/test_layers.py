@@ -25,6 +25,11 @@ LAYERS = {
     "conv_valid_5x5": (
         lambda: bnf.Conv(3, 5, padding="VALID", param_dtype=F64),
         lambda: linen.Conv(3, (5, 5), padding="VALID", param_dtype=F64)),
+    "conv_explicit_pads_strides_2x1": (  # lax.conv_general_dilated under nn.bilinear
+        lambda: bnf.Conv(4, (3, 2), strides=(2, 1), padding=((2, 0), (1, 1)),
+                         kernel_dilation=(1, 2), param_dtype=F64),
+        lambda: linen.Conv(4, (3, 2), strides=(2, 1), padding=((2, 0), (1, 1)),
+                           kernel_dilation=(1, 2), param_dtype=F64)),
     "conv_depthwise": (
         lambda: bnf.Conv(4, 3, feature_group_count=4, param_dtype=F64),
         lambda: linen.Conv(4, (3, 3), feature_group_count=4, param_dtype=F64)),
@@ -114,9 +119,9 @@ def test_model_curvature_equals_primitives_and_arch_is_its_own_collection():
 
 
 def test_unsupported_options_name_the_field():
-  for layer, field in ((bnf.Conv(4, 3, padding=((1, 1), (1, 1))), "Conv.padding"),
-                       (bnf.Conv(4, 3, padding="VALID", strides=2), "Conv.padding"),
-                       (bnf.Conv(4, 3, strides=(1, 2)), "Conv.strides"),
+  for layer, field in ((bnf.Conv(4, 3, padding="CIRCULAR"), "Conv.padding"),
+                       (bnf.Conv(4, (3, 3, 3)), "Conv.kernel_size"),
+                       (bnf.Conv(4, 3, strides=(1, 2, 1)), "Conv.strides"),
                        (bnf.Conv(4, 3, feature_group_count=3), "Conv.feature_group_count")):
     try:
       layer.init(jax.random.key(0), X)
