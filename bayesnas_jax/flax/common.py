@@ -73,8 +73,8 @@ def conv_geometry(kernel_size, strides=1, padding="SAME", input_dilation=1,
     kernel_size = (kernel_size, kernel_size)
   kernel_size = tuple(kernel_size)
   if len(kernel_size) != 2:
-    raise ValueError(f"{layer}.kernel_size: expected 2 sizes (a 2-D convolution over NHWC "
-                     f"inputs), got {kernel_size!r}")
+    raise ValueError(f"{layer}.kernel_size: expected 2 sizes such as (3, 3) (a 2-D "
+                     f"convolution over NHWC inputs), got {kernel_size!r}")
   try:
     pads = canonicalize_padding(padding, 2)
   except (TypeError, ValueError) as err:
@@ -127,5 +127,12 @@ def check_defaults(layer, names: Sequence[str], defaults, values):
   for name in names:
     default, value = defaults[name], values[name]
     if value is not default:
-      raise ValueError(f"{layer}.{name}: only the default ({default!r}) is supported, "
-                       f"got {value!r}")
+      raise ValueError(f"{layer}.{name}: only the default ({_brief(default)}) is "
+                       f"supported, got {_brief(value)}")
+
+
+def _brief(value):
+  """A one-line description of a field's value."""
+  if hasattr(value, "shape") and hasattr(value, "dtype"):
+    return f"an array of shape {tuple(value.shape)}"
+  return " ".join(repr(value).split())
