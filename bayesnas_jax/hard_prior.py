@@ -31,6 +31,33 @@ with the parents' γ computed first (the "full" rule of SPEC §2 applied
 recursively; a leaf without parents has γ = s, plain ARD). Each parent
 contributes the sum of its entries (its alternatives are OR-ed). Cycles and
 unknown names raise a ValueError.
+
+The same prior in an optax chain (`l1_penalty`, `zero_pruned`): instead of
+adding `penalty` to the loss and calling `apply_masks` after each step,
+
+    tx = optax.chain(hard_prior.l1_penalty(lambda_w, mask),   # + λ_w·ω·sign(w)
+                     optax.sgd(0.05, momentum=0.9),
+                     hard_prior.zero_pruned(mask))             # pruned w → 0
+    updates, opt_state = tx.update(grads, opt_state, params, prior_state=state)
+
+The current `HardState` comes with every update as the extra argument
+`prior_state` (optax's `GradientTransformationExtraArgs`; `nnx.Optimizer.update`
+passes keyword arguments on), so the optimiser stays the same across rounds;
+between rounds, `update(state, scalars, curvature, lambda_w=...)` is the pure
+function that makes the next state. `mask` selects the architecture scalars
+among the parameters as in `optax.masked` (a pytree prefix of bools, or a
+function of the parameters that returns one; `bayesnas_jax.nnx.arch_mask(model)`
+for an NNX model), None when the parameters are the scalars alone. The selected
+leaves must be the leaves of the prior state in order and shape, their paths
+ending in the state's leaf names (so `nnx.to_pure_dict(nnx.state(model,
+ArchParam))` and an NNX optimiser's parameters line up). `l1_penalty` goes
+before the optimiser (it adds eq. 16's gradient to the data-loss gradient, so
+momentum and Adam see the whole gradient), `zero_pruned` last (it replaces the
+pruned scalars' updates).
+
+An NNX model's scalars and curvature are `nnx.State`s; this module keys its
+state by plain pytrees, so hand it `nnx.to_pure_dict(state)` (the leaf names are
+then the attribute paths, "mix/w").
 """
 from __future__ import annotations
 
@@ -41,6 +68,7 @@ import chex
 import flax.struct
 import jax
 import jax.numpy as jnp
+import optax
 
 from bayesnas_jax import prior
 
@@ -75,8 +103,23 @@ def paths(tree) -> list[str]:
   return [_path_name(p) for p, _ in jax.tree_util.tree_flatten_with_path(tree)[0]]
 
 
+def _require_float(where, tree, what):
+  for name, leaf in zip(paths(tree), jax.tree_util.tree_leaves(tree)):
+    if not jnp.issubdtype(jnp.result_type(leaf), jnp.floating):
+      raise ValueError(f"{where}: {what} {name!r} has dtype {jnp.result_type(leaf)}; "
+                       f"expected a float array")
+
+
+def _describe(tree, limit=6):
+  leaves = jax.tree_util.tree_leaves(tree)
+  names = [f"{n}{list(jnp.shape(x))}" for n, x in zip(paths(tree), leaves)]
+  more = f", … ({len(names)} leaves)" if len(names) > limit else ""
+  return "[" + ", ".join(names[:limit]) + more + "]"
+
+
 def init(scalars) -> HardState:
   """Algorithm 1's start: γ = 1, ω = 1, every scalar kept."""
+  _require_float("init", scalars, "scalar")
   ones = jax.tree_util.tree_map(lambda w: jnp.ones(jnp.shape(w), jnp.result_type(w)), scalars)
   keep = jax.tree_util.tree_map(lambda w: jnp.ones(jnp.shape(w), bool), scalars)
   return HardState(gamma=ones, omega=ones, keep=keep, rounds=jnp.zeros((), jnp.int32))
@@ -103,6 +146,12 @@ def penalty(scalars, state: HardState, lambda_w: float):
 
 
 def _check(state, scalars, curvature):
+  if jax.tree_util.tree_structure(curvature) != jax.tree_util.tree_structure(scalars):
+    hint = (" (an nnx.State converts with nnx.to_pure_dict)"
+            if hasattr(curvature, "to_pure_dict") or hasattr(scalars, "to_pure_dict") else "")
+    raise ValueError(f"update: the curvature has leaves {_describe(curvature)}; expected "
+                     f"the structure of the scalars, {_describe(scalars)}{hint}")
+  _require_float("update", curvature, "curvature")
   chex.assert_trees_all_equal_shapes(scalars, curvature)
   chex.assert_trees_all_equal_shapes(scalars, state.gamma)
   leaves = jax.tree_util.tree_leaves(curvature)
@@ -205,3 +254,75 @@ def select(scores_, state: HardState, k: int = 1):
     kept = jnp.take_along_axis(keep, order, axis=-1)
     return jnp.where(kept, order, -1)
   return jax.tree_util.tree_map(top, scores_, state.keep)
+
+
+# ----------------------------------------------------------------------------
+# The prior as optax transformations (module docstring).
+
+
+def _selected(where, updates, params, prior_state):
+  """The selected updates' leaves and treedef, the scalars w, and the state's ω
+  and keep flags, checked to line up leaf by leaf."""
+  if not isinstance(prior_state, HardState):
+    raise ValueError(f"{where}: update needs prior_state=<HardState> (the extra argument, "
+                     f"e.g. optimizer.update(model, grads, prior_state=state)), got "
+                     f"{type(prior_state).__name__}")
+  if params is None:
+    raise ValueError(f"{where}: update needs params (the architecture scalars w)")
+  leaves, treedef = jax.tree_util.tree_flatten(updates)
+  got, want = paths(updates), paths(prior_state.omega)
+  omega = jax.tree_util.tree_leaves(prior_state.omega)
+  lined_up = len(got) == len(want) and all(
+      (g == w or g.endswith("/" + w)) and jnp.shape(u) == jnp.shape(o)
+      for g, w, u, o in zip(got, want, leaves, omega))
+  if not lined_up:
+    raise ValueError(f"{where}: the masked updates are {_describe(updates)}; expected the "
+                     f"architecture scalars of prior_state, {_describe(prior_state.omega)} "
+                     f"(select them with mask=...)")
+  scalars = jax.tree_util.tree_leaves(params)
+  return leaves, treedef, scalars, omega, jax.tree_util.tree_leaves(prior_state.keep)
+
+
+def _masked(inner, mask):
+  return inner if mask is None else optax.masked(inner, mask)
+
+
+def l1_penalty(lambda_w: float, mask=None) -> optax.GradientTransformationExtraArgs:
+  """Eq. 16's sparsity term λ_w Σ ω|w| as a gradient transformation: adds its
+  gradient λ_w·ω·sign(w) to the updates of the kept architecture scalars (0
+  for pruned ones), as `jax.grad` of `penalty` would. ω comes from the
+  `HardState` passed to each update as `prior_state` (1 before the first HARD
+  update); `mask` selects the scalars (module docstring). Place it before the
+  optimiser in `optax.chain`."""
+  if lambda_w <= 0:
+    raise ValueError(f"l1_penalty: lambda_w must be > 0, got {lambda_w}")
+
+  def update_fn(updates, state, params=None, *, prior_state=None, **extra_args):
+    del extra_args
+    leaves, treedef, scalars, omega, keep = _selected("l1_penalty", updates, params,
+                                                      prior_state)
+    new = [(u + jnp.where(k, lambda_w * om * jnp.sign(w), 0)).astype(jnp.result_type(u))
+           for u, w, om, k in zip(leaves, scalars, omega, keep)]
+    return treedef.unflatten(new), state
+
+  return _masked(optax.GradientTransformationExtraArgs(
+      lambda params: optax.EmptyState(), update_fn), mask)
+
+
+def zero_pruned(mask=None) -> optax.GradientTransformationExtraArgs:
+  """`apply_masks` as a gradient transformation: the update of a pruned scalar
+  becomes −w, so it is 0 after `optax.apply_updates` and stays 0 (SPEC §3
+  step 4: a pruned scalar is removed for good); kept scalars' updates pass
+  unchanged. The prune flags come from the `HardState` passed to each update
+  as `prior_state`; `mask` selects the scalars (module docstring). Place it
+  last in `optax.chain`."""
+
+  def update_fn(updates, state, params=None, *, prior_state=None, **extra_args):
+    del extra_args
+    leaves, treedef, scalars, _, keep = _selected("zero_pruned", updates, params, prior_state)
+    new = [jnp.where(k, u, -w).astype(jnp.result_type(u))
+           for u, w, k in zip(leaves, scalars, keep)]
+    return treedef.unflatten(new), state
+
+  return _masked(optax.GradientTransformationExtraArgs(
+      lambda params: optax.EmptyState(), update_fn), mask)

@@ -1,11 +1,16 @@
 """`bayesnas_jax.hard_prior`, the HARD prior for a user's own loop, on hand-made cases."""
 import math
 
+import chex
+import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
+from flax import nnx
 
-from bayesnas_jax import hard_prior, prior
+from bayesnas_jax import hard_prior, nn, prior
+from bayesnas_jax import nnx as bnx
 
 LAMBDA = 0.01
 
@@ -96,3 +101,78 @@ def test_boundary_checks_catch_shape_and_nan():
     hard_prior.update(state, scalars, nan, lambda_w=LAMBDA)
   with pytest.raises(ValueError, match="lambda_w"):
     hard_prior.update(state, scalars, _curvature(), lambda_w=0.0)
+
+
+# ----------------------------------------------------------------------------
+# The prior as optax transformations.
+
+MASK = {"weights": False, "arch": True}
+
+
+def _after_one_round():
+  """Params (weights and scalars), and a state with ω ≠ 1 and one scalar pruned."""
+  scalars = _scalars()
+  state = hard_prior.update(hard_prior.init(scalars), scalars, _curvature(), lambda_w=LAMBDA)
+  return {"weights": {"k": jnp.asarray([0.5, -0.2])}, "arch": scalars}, state
+
+
+def test_l1_penalty_adds_the_penalty_gradient_to_the_scalars_only():
+  params, state = _after_one_round()
+  grads = jax.tree.map(lambda x: jnp.full_like(x, 0.1), params)
+  tx = hard_prior.l1_penalty(LAMBDA, MASK)
+  updates, _ = tx.update(grads, tx.init(params), params, prior_state=state)
+  penalty_grad = jax.grad(hard_prior.penalty)(params["arch"], state, LAMBDA)  # eq. 16
+  chex.assert_trees_all_close(updates["arch"], jax.tree.map(jnp.add, grads["arch"],
+                                                            penalty_grad), rtol=1e-6)
+  chex.assert_trees_all_equal(updates["weights"], grads["weights"])
+  assert float(updates["arch"]["block1"]["w"][1]) == 0.1  # pruned: no penalty
+  assert float(updates["arch"]["block1"]["w"][0]) > 0.1
+
+
+def test_chain_trains_weights_plainly_and_keeps_pruned_scalars_at_zero():
+  params, state = _after_one_round()
+  grads = jax.tree.map(lambda x: jnp.full_like(x, 0.1), params)
+  tx = optax.chain(hard_prior.l1_penalty(LAMBDA, MASK), optax.sgd(0.5),
+                   hard_prior.zero_pruned(MASK))
+  updates, _ = tx.update(grads, tx.init(params), params, prior_state=state)
+  new = optax.apply_updates(params, updates)
+  np.testing.assert_allclose(new["weights"]["k"], params["weights"]["k"] - 0.05)
+  masked = hard_prior.apply_masks(params["arch"], state)
+  penalty_grad = jax.grad(hard_prior.penalty)(params["arch"], state, LAMBDA)
+  want = jax.tree.map(lambda w, g, k: jnp.where(k, w - 0.5 * (0.1 + g), 0), masked,
+                      penalty_grad, state.keep)
+  chex.assert_trees_all_close(new["arch"], want, rtol=1e-6)
+  assert float(new["arch"]["block1"]["w"][1]) == 0.0
+
+
+def _one_line(err, *words):
+  message = str(err.value)
+  assert "\n" not in message, message
+  for word in words:
+    assert word in message, message
+
+
+def test_transformations_name_what_they_expected():
+  params, state = _after_one_round()
+  grads = jax.tree.map(jnp.zeros_like, params)
+  for tx in (hard_prior.l1_penalty(LAMBDA, MASK), hard_prior.zero_pruned(MASK)):
+    with pytest.raises(ValueError) as err:
+      tx.update(grads, tx.init(params), params)
+    _one_line(err, "prior_state=<HardState>")
+  tx = hard_prior.l1_penalty(LAMBDA)  # no mask: the weights are in the way
+  with pytest.raises(ValueError) as err:
+    tx.update(grads, tx.init(params), params, prior_state=state)
+  _one_line(err, "weights/k[2]", "expected the architecture scalars of prior_state, "
+            "[block1/w[3], block2/w[]]")
+
+
+def test_update_names_the_expected_structure_and_dtype():
+  arch = bnx.MixedOp([nn.relu, nn.tanh])
+  scalars = nnx.to_pure_dict(nnx.state(arch, bnx.ArchParam))
+  curvature = nnx.state(arch, bnx.ArchParam)  # an nnx.State, not converted
+  with pytest.raises(ValueError) as err:
+    hard_prior.update(hard_prior.init(scalars), scalars, curvature, lambda_w=LAMBDA)
+  _one_line(err, "expected the structure of the scalars, [w[2]]", "nnx.to_pure_dict")
+  with pytest.raises(ValueError) as err:
+    hard_prior.init({"w": jnp.ones(3, jnp.int32)})
+  _one_line(err, "'w' has dtype int32; expected a float array")
