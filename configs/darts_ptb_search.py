@@ -104,6 +104,14 @@ def get_config(arg=None):
   # True: a node whose last input pairs a round prunes keeps the best of them by
   # rank_by (every recurrent node needs one input), reported as decided by rank.
   config.search.keep_last = True
+  # none | conditional_evidence: after each update, the pairs a node kept are tested
+  # again given one another on their sampled Gauss–Newton matrix (pair_fisher_draws
+  # label draws per window), so of two pairs computing the same feature the weaker goes.
+  config.search.within_node = "none"
+  config.search.pair_fisher_draws = 4
+  # True: once an update leaves every node one input pair, the remaining rounds are
+  # skipped (Algorithm 1 ends when the architecture is decided).
+  config.search.stop_when_decided = False
   if arg in LAMBDA_PRESETS:
     config.search.lambda_w = float(arg)
   if arg == "cpu":

@@ -305,3 +305,45 @@ def test_cell_gamma_negative_or_negative_zero_switch_reads_as_off(dependency):
 def test_cell_gamma_rejects_unknown_dependency():
   with pytest.raises(ValueError):
     prior.cell_gamma(S0, SOP, EDGES, NUM_INPUTS, "both")
+
+
+# The evidence of a kept scalar given the rest of its group (sequential test).
+
+def test_conditional_evidence_prunes_one_of_two_copies_and_refits_the_other():
+  """Two scalars on the same feature (G = a·11ᵀ): each alone passes the diagonal
+  test (w²a > λ), but given the other its curvature is 0, so one goes; the other
+  re-fits to w₁ + w₂ (the OBS step), the value that keeps the loss unchanged.
+  An independent scalar in another group is left alone."""
+  a, lam = 2.0, 0.1
+  g = np.zeros((3, 3))
+  g[:2, :2] = a
+  g[2, 2] = 0.5
+  g[0, 2] = g[2, 0] = 0.7  # across groups: ignored
+  w = np.array([0.4, 0.6, 0.3])
+  keep, refit, evidence = prior.conditional_evidence_keep(
+      w, g, np.ones(3, bool), np.array([0, 0, 1]), 2, lam, ridge=1e-9)
+  np.testing.assert_array_equal(np.asarray(keep), [False, True, True])
+  np.testing.assert_allclose(np.asarray(refit), [0.0, 1.0, 0.3], rtol=1e-4, atol=1e-6)
+  np.testing.assert_allclose(np.asarray(evidence), [0.0, 1.0 * a, 0.09 * 0.5], rtol=1e-4)
+
+
+def test_conditional_evidence_equals_the_diagonal_test_for_independent_scalars():
+  """With a diagonal G the test is w²H > λ per scalar, pruning the weakest
+  failing member first and never a group's last member."""
+  h = np.array([1.0, 2.0, 3.0, 0.5, 0.2])
+  w = np.array([0.5, 0.1, 0.4, 0.1, 0.1])  # w²H: 0.25, 0.02, 0.48 | 0.005, 0.002
+  keep, refit, _ = prior.conditional_evidence_keep(
+      w, np.diag(h), np.array([True, True, True, True, True]), np.array([0, 0, 0, 1, 1]),
+      2, 0.1)
+  np.testing.assert_array_equal(np.asarray(keep), [True, False, True, True, False])
+  np.testing.assert_allclose(np.asarray(refit), [0.5, 0.0, 0.4, 0.1, 0.0], rtol=1e-5)
+
+
+def test_conditional_evidence_ignores_members_already_pruned():
+  """A member pruned before the test stays pruned, and its curvature does not
+  enter the others' conditional curvature."""
+  g = np.array([[1.0, 0.99], [0.99, 1.0]])
+  keep, _, evidence = prior.conditional_evidence_keep(
+      np.array([0.5, 0.5]), g, np.array([False, True]), np.array([0, 0]), 1, 0.1)
+  np.testing.assert_array_equal(np.asarray(keep), [False, True])
+  np.testing.assert_allclose(np.asarray(evidence), [0.0, 0.25], rtol=1e-4)

@@ -73,6 +73,51 @@ def lm_loss(params, arch, inputs, targets, h0, spec, space, rates=None, key=None
   return nn.softmax_cross_entropy(logits, targets.T), nn.value_of(h_last)
 
 
+def pair_fisher(params, arch, inputs, h0, spec, space, key, draws: int = 4):
+  """The Gauss–Newton matrix of the mean cross-entropy per token w.r.t. the
+  (edge, op) scalars, flattened to P = E·O, estimated from labels drawn from
+  the model: returns (G [P, P], h_T).
+
+  With u_t = p_t − e_ŷ_t for a label ŷ_t drawn from the prediction p_t, u_t has
+  mean 0 and covariance Λ_t = diag p_t − p_t p_tᵀ, and the u_t are independent
+  given the inputs (the inputs are the true tokens), so for sequence b the
+  vector g_b = Σ_{t∈b} J_tᵀ u_t has E[g_b g_bᵀ] = Σ_{t∈b} J_tᵀ Λ_t J_t, and
+  Σ_b g_b g_bᵀ / N (N tokens) is an unbiased estimate of the whole matrix
+  (`curvature.sampled_ggn_from_vjp` gives its diagonal from the batch sum).
+  One backward pass per sequence and draw, through the cell only (the decoder's
+  part is the matrix product u·E). No dropout, no normalisation statistics
+  across sequences assumed beyond what `space.norm` computes (with "batch" the
+  cross-sequence terms are dropped: an approximation).
+  """
+  x = params["embedding"][inputs.T]                                          # [T, B, n]
+  outputs, vjp_fn, h_last = _outputs_vjp(params, arch, x, h0, spec, space)
+  logits = outputs @ params["embedding"].T + params["bias"]                # [T, B, V]
+  probs = jax.nn.softmax(logits, axis=-1)
+  labels = jax.random.categorical(key, logits, axis=-1, shape=(draws,) + logits.shape[:-1])
+  u = probs[None] - jax.nn.one_hot(labels, logits.shape[-1], dtype=probs.dtype)
+  cotangent = u @ params["embedding"]                                      # [D, T, B, n]
+  batch = inputs.shape[0]
+  rows = jnp.eye(batch, dtype=cotangent.dtype)
+
+  def one(c, row):
+    return vjp_fn(c * row[None, :, None])[0]["ops"].reshape(-1)
+
+  g = jax.vmap(lambda c: jax.vmap(lambda row: one(c, row))(rows))(cotangent)  # [D, B, P]
+  tokens = inputs.shape[0] * inputs.shape[1]
+  matrix = jnp.einsum("dbi,dbj->ij", g, g) / (draws * tokens)
+  return matrix, h_last
+
+
+def _outputs_vjp(params, arch, x, h0, spec, space):
+  """(outputs, vjp w.r.t. arch[rnn.KIND], h_T) of the cell over x."""
+  def run(a):
+    outputs, h_last = rnn.unroll(params["cell"], a, x, h0, spec, norm=space.norm,
+                                 origin=space.origin)
+    return outputs, h_last
+  outputs, vjp_fn, h_last = jax.vjp(run, arch[rnn.KIND], has_aux=True)
+  return outputs, vjp_fn, h_last
+
+
 def _masked(arch, masks):
   """Scalars with the pruned ones at 0 (plain or probed scalars)."""
   return masked_arch(arch, masks)
@@ -151,11 +196,18 @@ class Steps:
           loss, arch, mode=config.search.curvature_mode, has_aux=True)
       return curvature, h_new
 
+    draws = int(config.search.get("pair_fisher_draws", 4))
+
+    @jax.jit
+    def pair_fisher_step(params, arch, masks, inputs, targets, h, key):
+      return pair_fisher(params, _masked(arch, masks), inputs, h, spec, s, key, draws)
+
     @jax.jit
     def eval_step(params, arch, masks, inputs, targets, h):
       return lm_loss(params, _masked(arch, masks)[rnn.KIND], inputs, targets, h, spec, s)
 
     self.train_step, self.curvature_step, self.eval_step = train_step, curvature_step, eval_step
+    self.pair_fisher_step = pair_fisher_step
 
 
 def perplexity(steps, params, arch, masks, stream, bptt, size):

@@ -32,7 +32,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from bayesnas_jax import files, plots
+from bayesnas_jax import files, plots, prior
 from bayesnas_jax.data import text
 from bayesnas_jax.loop import Run
 from bayesnas_jax.lm.model import (_HINT, _epoch, _log, _masked, init_params, perplexity,
@@ -40,6 +40,10 @@ from bayesnas_jax.lm.model import (_HINT, _epoch, _log, _masked, init_params, pe
 from bayesnas_jax.metrics import FiniteWatch
 from bayesnas_jax.search import hard
 from bayesnas_jax.spaces import rnn
+
+
+# After the HARD update: none | conditional_evidence (`_within_node`).
+WITHIN_NODE = ("none", "conditional_evidence")
 
 
 def validate(config):
@@ -64,7 +68,8 @@ def validate(config):
       ("search.penalty_update", se.get("penalty_update", "adam"), ("adam", "decoupled")),
       ("search.prune_rule", se.get("prune_rule", "entropy"), hard.PRUNE_RULES),
       ("search.lambda_ramp", se.get("lambda_ramp", "none"), hard.LAMBDA_RAMPS),
-      ("search.rank_by", se.rank_by, hard.RANK_BY)):
+      ("search.rank_by", se.rank_by, hard.RANK_BY),
+      ("search.within_node", se.get("within_node", "none"), WITHIN_NODE)):
     if value not in choices:
       raise ValueError(f"config.{field}: expected one of {choices}, got {value!r}")
   for name in ("dropout_input", "dropout_x", "dropout_hidden", "dropout_output"):
@@ -75,8 +80,8 @@ def validate(config):
 def derive(spec, state, arch, by_rank=()):
   """{"recurrent": [[op, from], ...], "concat": [1..N]}: per node its one
   surviving (edge, op) pair (decided by the prior, unless the node is in
-  `by_rank`: a round pruned its last pairs together and `search.keep_last` kept
-  the best by rank), else its best kept pair by the rank score (decided by rank
+  `by_rank`: a round pruned its last pair or pairs and `search.keep_last` kept
+  one, the best by rank), else its best kept pair by the rank score (decided by rank
   among several survivors), else, where the prior pruned every pair into the
   node, its best pair overall (an empty node, decided by rank). Returns
   (genotype, decisions), one decision per node."""
@@ -153,6 +158,29 @@ def run(config, workdir: str, log=_log):
   return summary
 
 
+def _within_node(state, arch, block, spec, lambda_w):
+  """`search.within_node = "conditional_evidence"`: after the HARD update, the
+  pairs each node kept are tested again given one another
+  (`prior.conditional_evidence_keep` on the sampled Gauss–Newton matrix of the
+  pairs, `model.pair_fisher`), so of two pairs that compute the same feature
+  the weaker goes. Returns (state with the new keep masks, pairs pruned)."""
+  keep = state["keep"][rnn.KIND]
+  ops = np.asarray(keep["ops"]) & np.asarray(keep["origin"])[:, None]
+  num_ops = ops.shape[1]
+  node_of_edge = np.zeros(spec.num_edges, np.int32)
+  for k, node in enumerate(spec.intermediate):
+    node_of_edge[np.asarray(spec.in_edges(node))] = k
+  groups = np.repeat(node_of_edge, num_ops)
+  w = np.asarray(arch[rnn.KIND]["ops"], np.float64).reshape(-1)
+  kept, _, _ = prior.conditional_evidence_keep(w, np.asarray(block), ops.reshape(-1), groups,
+                                               len(spec.intermediate), lambda_w)
+  kept = np.asarray(kept).reshape(ops.shape)
+  origin, new_ops, _ = prior.cell_keep(jnp.asarray(kept.any(axis=1)), jnp.asarray(kept),
+                                       spec.edges, spec.num_inputs)
+  new_keep = {**state["keep"], rnn.KIND: {"origin": origin, "ops": new_ops}}
+  return {**state, "keep": new_keep}, int(ops.sum() - np.asarray(new_ops).sum())
+
+
 def _search(run, config, spec, steps, cell_steps, corpus, train, valid, workdir, log):
   """The phases of `run` (module docstring); returns the summary."""
   batch, size = config.input.batch_size, config.space.size
@@ -163,8 +191,16 @@ def _search(run, config, spec, steps, cell_steps, corpus, train, valid, workdir,
   ppl_initial = run.record("initial")["perplexity"]
   log(f"valid perplexity before training: {ppl_initial:.1f}")
   limit = config.search.get("steps_per_round", 0)
+  stop_when_decided = bool(config.search.get("stop_when_decided", False))
+  done_rounds = config.search.rounds
   for round_ in range(config.search.rounds):
     train_phase, update_phase = f"round {round_ + 1}", f"update {round_ + 1}"
+    previous = run.record(f"update {round_}") if round_ > 0 else {}
+    if stop_when_decided and previous.get("decided", False):
+      done_rounds = round_
+      log(f"every node has one input pair after round {round_}: the remaining rounds are "
+          f"skipped (search.stop_when_decided)")
+      break
     if run.finished(update_phase):
       continue
     if not run.finished(train_phase):
@@ -177,17 +213,24 @@ def _search(run, config, spec, steps, cell_steps, corpus, train, valid, workdir,
     t0 = time.perf_counter()
     s = run.state
     params, arch, masks = s["params"], s["arch"], s["masks"]
-    curvature, h = None, jnp.zeros((batch, size))
+    curvature, h, h_pairs = None, jnp.zeros((batch, size)), jnp.zeros((batch, size))
+    block = 0.0
+    within = config.search.get("within_node", "none")
     for i, (inputs, targets, _) in enumerate(text.windows(train, config.input.bptt,
                                                           seed=config.seed + 1, epoch=round_,
                                                           random_length=False)):
       if i >= config.search.curvature_windows:
         break
-      c, h = steps.curvature_step(params, arch, masks, jnp.asarray(inputs),
-                                  jnp.asarray(targets), h)
+      inputs, targets = jnp.asarray(inputs), jnp.asarray(targets)
+      c, h = steps.curvature_step(params, arch, masks, inputs, targets, h)
       curvature = c if curvature is None else jax.tree_util.tree_map(jnp.add, curvature, c)
+      if within == "conditional_evidence":
+        key = jax.random.fold_in(jax.random.PRNGKey(config.seed), 7919 * (round_ + 1) + i)
+        b, h_pairs = steps.pair_fisher_step(params, arch, masks, inputs, targets, h_pairs, key)
+        block = block + b
     count = min(i + 1, config.search.curvature_windows)
     curvature = jax.tree_util.tree_map(lambda v: v / count, curvature)
+    block = block / count
     curvature_watch = FiniteWatch()
     curvature_watch.add(f"round {round_ + 1}: curvature", count - 1, {"curvature": curvature})
     curvature_watch.check(_HINT)
@@ -207,22 +250,38 @@ def _search(run, config, spec, steps, cell_steps, corpus, train, valid, workdir,
       alive_before = np.asarray(state["alive_before"][rnn.KIND]["ops"])
       for node in spec.intermediate:
         into = spec.in_edges(node)
-        if restored[into].any() and alive_before[into].sum() > 1:
-          # The rule pruned several pairs at once; the rank chose the one kept.
-          by_rank.append(node)
-          log(f"  node {node}: round {round_ + 1} pruned all {int(alive_before[into].sum())} "
-              f"remaining pairs; the best by search.rank_by stays (search.keep_last)")
+        if not restored[into].any():
+          continue
+        # The rule emptied the node; keep_last kept a pair the prior had pruned.
+        by_rank.append(node)
+        alive = int(alive_before[into].sum())
+        if alive > 1:
+          log(f"  node {node}: round {round_ + 1} pruned all {alive} remaining pairs; the "
+              f"best by search.rank_by stays (search.keep_last)")
+        else:
+          log(f"  node {node}: round {round_ + 1} pruned its last pair; it stays "
+              f"(search.keep_last), not decided by the prior")
+    pruned_within = 0
+    if within == "conditional_evidence":
+      state, pruned_within = _within_node(state, arch, block, spec,
+                                          float(config.search.lambda_w) * factor)
+      log(f"  round {round_ + 1}: the conditional evidence within nodes pruned "
+          f"{pruned_within} redundant pairs")
     masks = hard.network_masks(state["keep"], arch)
     run.state = {**s, "prior": state, "masks": masks, "arch": _masked(arch, masks)}
     kept = int(np.sum(np.asarray(state["keep"][rnn.KIND]["ops"])))
-    run.finish(update_phase, by_rank=by_rank, record={
+    alive = np.asarray(state["keep"][rnn.KIND]["ops"]) & np.asarray(
+        state["keep"][rnn.KIND]["origin"])[:, None]
+    decided = all(int(alive[spec.in_edges(node)].sum()) == 1 for node in spec.intermediate)
+    run.finish(update_phase, by_rank=by_rank, decided=decided, record={
         "round": round_ + 1, "steps": done, "train_seconds": round(train_seconds, 2),
         "curvature_seconds": round(curvature_seconds, 2), "kept_ops": kept,
+        "pruned_within_nodes": int(pruned_within),
         "kept_origins": int(np.sum(np.asarray(state["keep"][rnn.KIND]["origin"])))})
     log(f"round {round_ + 1}: {done} steps in {train_seconds:.1f} s, curvature on "
         f"{count} windows in {curvature_seconds:.1f} s; {kept} of {spec.num_edges * len(spec.ops)}"
         f" (edge, op) pairs kept")
-  updates = [run.record(f"update {r + 1}") for r in range(config.search.rounds)]
+  updates = [run.record(f"update {r + 1}") for r in range(done_rounds)]
   rounds = [u["record"] for u in updates]
   state, arch = run.state["prior"], run.state["arch"]
   genotype, decisions = derive(spec, state, arch, {n for u in updates for n in u["by_rank"]})
@@ -238,8 +297,8 @@ def _search(run, config, spec, steps, cell_steps, corpus, train, valid, workdir,
         log(f"  node {d['node']}: the prior kept {d['survivors']} pairs; the rank chose "
             f"({d['op']}, {d['from']})")
       elif d["decided_by"] == "rank":
-        log(f"  node {d['node']}: ({d['op']}, {d['from']}) kept by rank among the pairs its "
-            f"last pruning round removed together (search.keep_last)")
+        log(f"  node {d['node']}: ({d['op']}, {d['from']}) kept by search.keep_last after "
+            f"the prior pruned the node's last pairs")
     files.write_json(os.path.join(workdir, "genotype.json"), genotype)
     files.write_text(os.path.join(workdir, "genotype.txt"), genotype_literal(genotype) + "\n")
     record = {name: {part: np.asarray(v[rnn.KIND][part]).tolist() for part in ("origin", "ops")}

@@ -1,5 +1,6 @@
 """The recurrent-cell search (`bayesnas_jax.lm.search`): the cell derived from the
 scores, and one-line stops for a missing corpus and for a non-finite loss."""
+import jax
 import numpy as np
 import pytest
 
@@ -71,3 +72,28 @@ def test_non_finite_loss_stops_the_rnn_search_and_writes_nothing(tmp_path):
     lm_search.run(config, str(workdir), log=lambda _: None)
   for name in ("summary.json", "genotype.json", "architecture.json"):
     assert not (workdir / name).exists(), name
+
+
+def test_within_node_step_keeps_one_of_two_redundant_pairs():
+  """`search.within_node = "conditional_evidence"`: node 1's tanh and relu pairs
+  carry the same feature (their Gauss–Newton block is a·11ᵀ), so given each
+  other neither has evidence and one goes, the other re-fitted in its place;
+  weak pairs go as under the diagonal test; an edge left with no op loses its
+  origin. Node 2's one strong pair is kept."""
+  from bayesnas_jax.lm import search as lm_search  # pylint: disable=import-outside-toplevel
+  from bayesnas_jax.search import hard  # pylint: disable=import-outside-toplevel
+  spec = rnn.cell_spec(2)                      # edges 0→1, 0→2, 1→2; 4 ops each
+  arch = jax.tree_util.tree_map(lambda a: 0.5 * a, rnn.init_arch(spec))
+  state = hard.init_prior(arch, "cell_type")
+  block = np.diag(np.full(12, 0.01))           # w²H = 0.0025 < λ: weak
+  block[0:2, 0:2] = 4.0                        # (0→1, tanh) and (0→1, relu): one feature
+  block[4 * 2 + 2, 4 * 2 + 2] = 4.0            # (1→2, sigmoid): strong
+  within_node = lm_search._within_node  # pylint: disable=protected-access
+  new, pruned = within_node(state, arch, block, spec, 0.1)
+  keep = np.asarray(new["keep"][rnn.KIND]["ops"])
+  expected = np.zeros((3, 4), bool)
+  expected[0, 1] = expected[2, 2] = True
+  np.testing.assert_array_equal(keep, expected)
+  np.testing.assert_array_equal(np.asarray(new["keep"][rnn.KIND]["origin"]).reshape(-1),
+                                [True, False, True])
+  assert pruned == 12 - 2
