@@ -1,5 +1,6 @@
 """Small helpers shared by the end-to-end tests."""
 import os
+import re
 
 import numpy as np
 from PIL import Image
@@ -62,3 +63,15 @@ def write_tiny_idx(root):
     images = (rng.integers(0, 40, (count, 28, 28)) + labels[:, None, None] * 20).astype(np.uint8)
     data.write_idx(os.path.join(root, f"{prefix}-images-idx3-ubyte"), images)
     data.write_idx(os.path.join(root, f"{prefix}-labels-idx1-ubyte"), labels)
+
+
+def markdown_python_blocks(path, section=None):
+  """The ```python blocks of a Markdown file, in order; with `section`, only
+  those under the "## " heading that starts with it (up to the next one)."""
+  with open(path, encoding="utf-8") as f:
+    text = f.read()
+  if section is not None:
+    text = text[text.index("## " + section):]
+    end = text.find("\n## ", 1)
+    text = text if end < 0 else text[:end]
+  return re.findall(r"```python\n(.*?)```", text, flags=re.S)

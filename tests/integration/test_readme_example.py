@@ -1,19 +1,16 @@
 """The README's code blocks under "Using the pieces in your own JAX code" run as
 printed, and what they compute holds up."""
-import pathlib
-import re
+import os
 
 import jax
 import numpy as np
 
-README = pathlib.Path(__file__).resolve().parents[2] / "README.md"
+from tests.tests_support import ROOT, markdown_python_blocks
 
 
 def _python_blocks():
-  text = README.read_text(encoding="utf-8")
-  section = text[text.index("## Using the pieces in your own JAX code"):]
-  section = section[:section.index("\n## ", 1)]
-  return re.findall(r"```python\n(.*?)```", section, flags=re.S)
+  return markdown_python_blocks(os.path.join(ROOT, "README.md"),
+                                "Using the pieces in your own JAX code")
 
 
 def test_readme_has_the_two_examples():
