@@ -5,14 +5,17 @@ A jitted function that keeps only (loss, curvature) once compiled to a program
 net, batch 64, 32×32, CPU): every curvature rule tied its residuals to both
 cotangents, so the dead gradient chain stayed alive and XLA recomputed it inside
 every fusion that read a tie. Measured here by the optimised HLO's instruction
-count, which does not depend on the machine's speed.
+count, which does not depend on the machine's speed. The same holds through
+the NNX layers and `bayesnas_jax.nnx.value_grad_curvature`.
 """
 import flax.linen as linen
 import jax
 import jax.numpy as jnp
+from flax import nnx
 
 from bayesnas_jax import flax as bnf
 from bayesnas_jax import nn, value_grad_curvature
+from bayesnas_jax import nnx as bnx
 
 
 class _Cell(linen.Module):
@@ -67,3 +70,50 @@ def test_dropping_gradients_does_not_grow_the_program():
   both = _instructions(full, variables)
   assert _instructions(curvature_only, variables) < both
   assert _instructions(gradients_only, variables) < both
+
+
+class _NNXCell(nnx.Module):
+  """_Cell with the NNX layers."""
+
+  def __init__(self, rngs):
+    def conv():
+      return nnx.Sequential(nn.relu, bnx.Conv(4, 4, (3, 3), use_bias=False, rngs=rngs),
+                            bnx.BatchNorm(4, use_scale=False, use_bias=False, rngs=rngs))
+    self.mixes = nnx.List([bnx.MixedOp([lambda z: z, conv(), lambda z: nn.avg_pool(z, 3, 1)])
+                           for j in range(1, 4) for _ in range(j)])
+
+  def __call__(self, x):
+    nodes, mixes = [x], iter(self.mixes)
+    for j in range(1, 4):
+      nodes.append(nn.add(*[next(mixes)(nodes[i]) for i in range(j)]))
+    return nodes[-1]
+
+
+class _NNXNet(nnx.Module):
+  def __init__(self, rngs):
+    self.stem = bnx.Conv(3, 4, (3, 3), rngs=rngs)
+    self.cell = _NNXCell(rngs)
+    self.head = bnx.Linear(4, 10, rngs=rngs)
+
+  def __call__(self, x):
+    return self.head(nn.global_avg_pool(self.cell(self.stem(x))))
+
+
+def test_dropping_gradients_does_not_grow_the_nnx_program():
+  # The NNX path adds only tracing-time work (split, merge): a step that keeps
+  # the curvature alone must still compile to fewer instructions.
+  x = jax.random.normal(jax.random.key(0), (4, 8, 8, 3), jnp.float32)
+  labels = jnp.arange(4)
+  graphdef, state = nnx.split(_NNXNet(nnx.Rngs(1)))
+
+  def full(state_):
+    model = nnx.merge(graphdef, state_)
+    return bnx.value_grad_curvature(lambda m: nn.softmax_cross_entropy(m(x), labels), model,
+                                    wrt=(nnx.Param, bnx.ArchParam))
+
+  def curvature_only(state_):
+    loss, _, curvature = full(state_)
+    return loss, curvature
+
+  # When written: 6,355 instructions against 13,915.
+  assert _instructions(curvature_only, state) < _instructions(full, state)
