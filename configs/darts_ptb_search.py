@@ -6,12 +6,14 @@ on the embeddings, 0.75 on the cell input, 0.25 on the hidden nodes (and DARTS's
 gradient clipping 0.25, BPTT 35 with AWD-LSTM's random lengths); λ_w one of the
 thesis' presets 0.1, 0.13, 0.15, 0.17, 0.2 (`:0.17`), one epoch per round. Where
 this differs from the thesis (QUALITY.md measured why): no normalisation in the
-search's nodes with each node's scalars starting as an average, 8 rounds, the L1
-term as a proximal step after Adam at rate 1e-2, the rank w²H, and a node's last
-pair kept. The thesis' literal search: --config.space.norm=batch
---config.space.arch_init=ones --config.search.rounds=1
+search's nodes with each node's scalars starting as an average, up to 8 rounds
+ending once every node has one input pair, the L1 term as a proximal step after Adam
+at rate 1e-2, the rank w²H, a node's last pair kept, and a node's kept pairs tested
+given one another (`within_node`). The thesis' literal search:
+--config.space.norm=batch --config.space.arch_init=ones --config.search.rounds=1
 --config.search.arch_learning_rate=3e-3 --config.search.penalty_update=adam
---config.search.rank_by=curvature --config.search.keep_last=False.
+--config.search.rank_by=curvature --config.search.keep_last=False
+--config.search.within_node=none --config.search.stop_when_decided=False.
 
   python -m launch.main --config=configs/darts_ptb_search.py:0.17 \\
       --config.data.path=PTB_DIR --workdir=workdirs/ptb_search
@@ -106,12 +108,13 @@ def get_config(arg=None):
   config.search.keep_last = True
   # none | conditional_evidence: after each update, the pairs a node kept are tested
   # again given one another on their sampled Gauss–Newton matrix (pair_fisher_draws
-  # label draws per window), so of two pairs computing the same feature the weaker goes.
-  config.search.within_node = "none"
+  # label draws per window), so of two pairs computing the same feature the weaker goes
+  # (without it tanh and sigmoid pairs on one edge survive every round together).
+  config.search.within_node = "conditional_evidence"
   config.search.pair_fisher_draws = 4
   # True: once an update leaves every node one input pair, the remaining rounds are
   # skipped (Algorithm 1 ends when the architecture is decided).
-  config.search.stop_when_decided = False
+  config.search.stop_when_decided = True
   if arg in LAMBDA_PRESETS:
     config.search.lambda_w = float(arg)
   if arg == "cpu":

@@ -35,6 +35,12 @@ def test_rnn_search_cli_end_to_end_on_a_tiny_corpus(tmp_path):
   assert [source < node for node, (_, source) in zip((1, 2), genotype["recurrent"])] == [True] * 2
   assert genotype["concat"] == [1, 2]
   assert (workdir / "genotype.txt").read_text().startswith("Genotype(recurrent=[")
+  # The default tests a node's kept pairs given one another (search.within_node): on
+  # this tiny model every pair's evidence is far below λ_w = 0.17, so each node keeps
+  # one, and the search ends after that update (search.stop_when_decided).
+  assert [d["survivors"] for d in summary["decisions"]] == [1, 1]
+  assert len(summary["rounds"]) == 1 and summary["rounds"][0]["kept_ops"] == 2
+  assert summary["decided_by_prior"] + summary["decided_by_rank"] == 2
   # 31 words (with <eos>): an untrained model is near uniform; the trained cell
   # must have learnt some of the text's order.
   assert 20 < summary["valid_perplexity_initial"] < 45
