@@ -75,3 +75,13 @@ def markdown_python_blocks(path, section=None):
     end = text.find("\n## ", 1)
     text = text if end < 0 else text[:end]
   return re.findall(r"```python\n(.*?)```", text, flags=re.S)
+
+
+def perturbed(tree):
+  """`tree` with 0.3·|N(0, 1)| added to every leaf (fixed key): non-trivial values
+  for every variable, where batch norm's 1s and 0s would hide errors."""
+  import jax  # pylint: disable=import-outside-toplevel
+  leaves, treedef = jax.tree_util.tree_flatten(tree)
+  keys = jax.random.split(jax.random.key(7), len(leaves))
+  return treedef.unflatten([v + 0.3 * abs(jax.random.normal(k, v.shape, v.dtype))
+                            for v, k in zip(leaves, keys)])

@@ -10,6 +10,7 @@ from absl.testing import parameterized
 
 from bayesnas_jax import flax as bnf
 from bayesnas_jax import nn, value_grad_curvature
+from tests.tests_support import perturbed
 
 F64 = jnp.float64
 X = jax.random.normal(jax.random.key(0), (3, 6, 6, 4), F64)
@@ -42,14 +43,6 @@ LAYERS = {
 }
 
 
-def _perturbed(variables):
-  """Non-trivial values for every variable (BN's 1s and 0s would hide errors)."""
-  leaves, treedef = jax.tree_util.tree_flatten(variables)
-  keys = jax.random.split(jax.random.key(7), len(leaves))
-  return treedef.unflatten([v + 0.3 * jnp.abs(jax.random.normal(k, v.shape, v.dtype))
-                            for v, k in zip(leaves, keys)])
-
-
 class LayersMatchLinen(chex.TestCase):
 
   @chex.variants(with_jit=True, without_jit=True)
@@ -58,7 +51,7 @@ class LayersMatchLinen(chex.TestCase):
     ours, theirs = (make() for make in LAYERS[name])
     variables = theirs.init(jax.random.key(1), X)
     chex.assert_trees_all_equal(ours.init(jax.random.key(1), X), variables)
-    variables = _perturbed(variables)
+    variables = perturbed(variables)
 
     def run(model):
       def loss(params):

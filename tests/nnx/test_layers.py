@@ -12,6 +12,7 @@ from absl.testing import parameterized
 from flax import nnx
 
 from bayesnas_jax import nnx as bnx
+from tests.tests_support import perturbed
 
 # flax.nnx.BatchNorm keeps float32 averages; a float64 input updates them with a
 # float64 value (both libraries alike), which JAX warns about.
@@ -38,14 +39,6 @@ def _pair(name):
                for module in (bnx, nnx))
 
 
-def _perturbed(state):
-  """Non-trivial values for every variable (BN's 1s and 0s would hide errors)."""
-  leaves, treedef = jax.tree.flatten(state)
-  keys = jax.random.split(jax.random.key(7), len(leaves))
-  return treedef.unflatten([v + 0.3 * jnp.abs(jax.random.normal(k, v.shape, v.dtype))
-                            for v, k in zip(leaves, keys)])
-
-
 class LayersMatchNNX(chex.TestCase):
 
   @chex.variants(with_jit=True, without_jit=True)
@@ -55,7 +48,7 @@ class LayersMatchNNX(chex.TestCase):
     assert isinstance(ours, type(theirs))
     chex.assert_trees_all_equal(nnx.state(ours), nnx.state(theirs))  # same Rngs, same values
     _, params, rest = nnx.split(theirs, nnx.Param, ...)
-    params, rest = _perturbed(params), _perturbed(rest)
+    params, rest = perturbed(params), perturbed(rest)
 
     def run(layer):
       graphdef = nnx.graphdef(layer)
