@@ -184,3 +184,14 @@ def initialize_distributed():
 
 def log(message: str):
   print(message, file=sys.stderr, flush=True)
+
+
+def int_list(flag: str, values) -> list[int]:
+  """A comma-separated list flag's values as integers; a one-line error naming
+  the flag and exit status 2 otherwise."""
+  try:
+    return [int(v) for v in values]
+  except ValueError:
+    print(f"error: --{flag}: expected comma-separated integers, got {values}",
+          file=sys.stderr)
+    sys.exit(2)

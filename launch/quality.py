@@ -51,18 +51,8 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   from bayesnas_jax.quality import benchmark as quality  # pylint: disable=import-outside-toplevel
-  try:
-    seeds = [int(s) for s in FLAGS.seeds]
-  except ValueError:
-    print(f"error: --seeds: expected comma-separated integers, got {FLAGS.seeds}",
-          file=sys.stderr)
-    sys.exit(2)
-  try:
-    train_seeds = [int(t) for t in FLAGS.train_seeds]
-  except ValueError:
-    print(f"error: --train_seeds: expected comma-separated integers, got "
-          f"{FLAGS.train_seeds}", file=sys.stderr)
-    sys.exit(2)
+  seeds = launcher.int_list("seeds", FLAGS.seeds)
+  train_seeds = launcher.int_list("train_seeds", FLAGS.train_seeds)
   sys.exit(launcher.run_guarded(
       lambda: quality.run_quality(FLAGS.config, FLAGS.workdir, seeds, FLAGS.random_cells,
                                   FLAGS.random_seed, log=launcher.log,

@@ -121,12 +121,7 @@ def run(search_config, eval_config, workdir, seeds, random_cells, random_seed,
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-  try:
-    seeds = [int(s) for s in FLAGS.seeds]
-  except ValueError:
-    print(f"error: --seeds: expected comma-separated integers, got {FLAGS.seeds}",
-          file=sys.stderr)
-    sys.exit(2)
+  seeds = launcher.int_list("seeds", FLAGS.seeds)
   sys.exit(launcher.run_guarded(
       lambda: run(FLAGS.config, FLAGS.eval_config, FLAGS.workdir, seeds, FLAGS.random_cells,
                   FLAGS.random_seed, FLAGS.name)))

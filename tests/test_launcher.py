@@ -71,3 +71,12 @@ def test_unknown_override_names_the_nearest_field():
   assert message.startswith("config.search.lamda_w: no such field")
   assert "config.search.lambda_w" in message
   assert launcher.unknown_field_message(argv[:2] + ["--config.search.lambda_w=0.1"]) is None
+
+
+def test_int_list_flags(capsys):
+  assert launcher.int_list("seeds", ["0", "3"]) == [0, 3]
+  with pytest.raises(SystemExit) as stop:
+    launcher.int_list("train_seeds", ["1", "x"])
+  assert stop.value.code == 2
+  err = capsys.readouterr().err.strip().splitlines()
+  assert len(err) == 1 and err[0].startswith("error: --train_seeds: expected comma-separated")

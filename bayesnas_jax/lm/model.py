@@ -199,8 +199,8 @@ class Steps:
     draws = int(config.search.get("pair_fisher_draws", 4))
 
     @jax.jit
-    def pair_fisher_step(params, arch, masks, inputs, targets, h, key):
-      return pair_fisher(params, _masked(arch, masks), inputs, h, spec, s, key, draws)
+    def pair_fisher_step(params, arch, masks, inputs, h, key):
+      return pair_fisher(params, _masked(arch, masks), inputs, h, spec, s, key, draws)[0]
 
     @jax.jit
     def eval_step(params, arch, masks, inputs, targets, h):

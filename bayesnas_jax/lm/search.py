@@ -213,7 +213,7 @@ def _search(run, config, spec, steps, cell_steps, corpus, train, valid, workdir,
     t0 = time.perf_counter()
     s = run.state
     params, arch, masks = s["params"], s["arch"], s["masks"]
-    curvature, h, h_pairs = None, jnp.zeros((batch, size)), jnp.zeros((batch, size))
+    curvature, h = None, jnp.zeros((batch, size))
     block = 0.0
     within = config.search.get("within_node", "none")
     for i, (inputs, targets, _) in enumerate(text.windows(train, config.input.bptt,
@@ -222,12 +222,11 @@ def _search(run, config, spec, steps, cell_steps, corpus, train, valid, workdir,
       if i >= config.search.curvature_windows:
         break
       inputs, targets = jnp.asarray(inputs), jnp.asarray(targets)
-      c, h = steps.curvature_step(params, arch, masks, inputs, targets, h)
-      curvature = c if curvature is None else jax.tree_util.tree_map(jnp.add, curvature, c)
       if within == "conditional_evidence":
         key = jax.random.fold_in(jax.random.PRNGKey(config.seed), 7919 * (round_ + 1) + i)
-        b, h_pairs = steps.pair_fisher_step(params, arch, masks, inputs, targets, h_pairs, key)
-        block = block + b
+        block = block + steps.pair_fisher_step(params, arch, masks, inputs, h, key)
+      c, h = steps.curvature_step(params, arch, masks, inputs, targets, h)
+      curvature = c if curvature is None else jax.tree_util.tree_map(jnp.add, curvature, c)
     count = min(i + 1, config.search.curvature_windows)
     curvature = jax.tree_util.tree_map(lambda v: v / count, curvature)
     block = block / count
