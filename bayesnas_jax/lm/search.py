@@ -231,7 +231,10 @@ def _search(run, config, spec, steps, cell_steps, corpus, train, valid, workdir,
     curvature = jax.tree_util.tree_map(lambda v: v / count, curvature)
     block = block / count
     curvature_watch = FiniteWatch()
-    curvature_watch.add(f"round {round_ + 1}: curvature", count - 1, {"curvature": curvature})
+    watched = {"curvature": curvature}
+    if within == "conditional_evidence":
+      watched["pair matrix"] = block
+    curvature_watch.add(f"round {round_ + 1}: curvature", count - 1, watched)
     curvature_watch.check(_HINT)
     jax.block_until_ready(curvature)
     curvature_seconds = time.perf_counter() - t0

@@ -91,8 +91,11 @@ def test_within_node_step_keeps_one_of_two_redundant_pairs():
   within_node = lm_search._within_node  # pylint: disable=protected-access
   new, pruned = within_node(state, arch, block, spec, 0.1)
   keep = np.asarray(new["keep"][rnn.KIND]["ops"])
+  # Which copy stays is a tie that rounding breaks: only that one of them stays.
+  assert keep[0, 0] != keep[0, 1]
   expected = np.zeros((3, 4), bool)
-  expected[0, 1] = expected[2, 2] = True
+  expected[0, :2] = keep[0, :2]
+  expected[2, 2] = True
   np.testing.assert_array_equal(keep, expected)
   np.testing.assert_array_equal(np.asarray(new["keep"][rnn.KIND]["origin"]).reshape(-1),
                                 [True, False, True])
