@@ -62,10 +62,9 @@ then the attribute paths, "mix/w").
 from __future__ import annotations
 
 import functools
-from typing import Any, Mapping, Sequence
+from typing import Mapping, Sequence
 
 import chex
-import flax.struct
 import jax
 import jax.numpy as jnp
 import optax
@@ -76,14 +75,7 @@ PRUNE_THRESHOLD = prior.PRUNE_THRESHOLD
 RANK_BY = ("gamma", "curvature", "saliency")
 
 
-@flax.struct.dataclass
-class HardState:
-  """Per architecture scalar: prior variance γ (eq. 20), re-weighting ω
-  (eq. 18, the penalty's weight), keep flag; `rounds` updates so far."""
-  gamma: Any
-  omega: Any
-  keep: Any
-  rounds: jnp.ndarray
+HardState = prior.HardState  # γ, ω, keep and the update count per scalar
 
 
 def _path_name(path) -> str:

@@ -21,8 +21,9 @@ finite input.
 from __future__ import annotations
 
 import math
-from typing import NamedTuple, Sequence
+from typing import Any, NamedTuple, Sequence
 
+import flax.struct
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -30,6 +31,34 @@ import numpy as np
 PRUNE_THRESHOLD = 1.0 / (2.0 * math.pi * math.e)  # ≈ 0.0585
 OMEGA_FLOOR = 1e-12
 DEPENDENCIES = ("full", "edge_only")
+
+
+@flax.struct.dataclass
+class HardState:
+  """The HARD prior's state between rounds, the one type every caller shares.
+
+  `gamma`, `omega` and `keep` are pytrees of the same structure: per architecture
+  scalar (`hard_prior`), per group of a cell's scalars (`search.hard`,
+  `{kind: {"origin", "ops"}}`) or per structural group of a layer
+  (`compress.groups`, `{group kind: array}`). γ is the prior variance (eq. 20),
+  ω the penalty's re-weighting (eq. 18), `keep` whether the scalar (group) is
+  still in the network; `rounds` counts the updates so far. A search also
+  records, per group, what its derivation ranks by: `score` (`rank_score`),
+  `score_se` (its noise, `score_noise`) and `alive_before` (`keep` before the
+  last update); None where a caller does not rank.
+  """
+  gamma: Any
+  omega: Any
+  keep: Any
+  rounds: Any
+  score: Any = None
+  score_se: Any = None
+  alive_before: Any = None
+
+  @property
+  def rank(self):
+    """What a derivation ranks by: `score` where recorded, γ otherwise."""
+    return self.gamma if self.score is None else self.score
 
 
 class PriorUpdate(NamedTuple):
@@ -276,7 +305,7 @@ def conditional_evidence_keep(w, block, keep, groups, num_groups: int, lambda_w:
   alive_diag = jnp.where(keep, jnp.maximum(jnp.diag(g), 0), 0)
   scale = jnp.sum(alive_diag) / jnp.maximum(jnp.sum(keep), 1)
   jitter = ridge * scale + jnp.finfo(dtype).tiny
-  index = jnp.arange(n)
+  index = jnp.arange(n, dtype=jnp.int32)
 
   def conditional(keep_):
     m = keep_.astype(dtype)

@@ -83,7 +83,7 @@ def _time_source(config, space, state, batch, train_s):
 
 
 def _train_args(config, state, batch):
-  penalty = objective.penalty_weights(state["prior"]["omega"],
+  penalty = objective.penalty_weights(state["prior"].omega,
                                       objective.penalty_lambdas(config.search, 1))
   return (state["params"], state["opt_state"], batch, jax.random.PRNGKey(1), penalty,
           state["masks"], jnp.asarray(1.0))

@@ -45,7 +45,7 @@ def main(argv):
   params = lm_model.init_params(jax.random.PRNGKey(0), FLAGS.vocab, size, spec)
   arch = rnn.init_arch(spec)
   state = hard.init_prior(arch, "cell_type")
-  masks = hard.network_masks(state["keep"], arch)
+  masks = hard.network_masks(state.keep, arch)
   steps = lm_model.Steps(spec, config, train_arch=True)
   opt_w, opt_a = steps.weight_opt.init(params), steps.arch_opt.init(arch)
   rng = np.random.default_rng(0)
@@ -55,7 +55,7 @@ def main(argv):
   key = jax.random.PRNGKey(1)
 
   def train():
-    return steps.train_step(params, arch, opt_w, opt_a, masks, state["omega"], inputs, targets,
+    return steps.train_step(params, arch, opt_w, opt_a, masks, state.omega, inputs, targets,
                             h, key, jnp.float32(1.0))[4]
 
   def curvature():

@@ -24,7 +24,7 @@ from absl import app
 from absl import flags
 from ml_collections import config_flags
 
-from bayesnas_jax import files, launcher, spaces
+from bayesnas_jax import files, launcher, prior, spaces
 from bayesnas_jax.search import hard
 
 FLAGS = flags.FLAGS
@@ -36,8 +36,9 @@ flags.mark_flags_as_required(["config", "from_dir", "workdir"])
 
 
 def prior_state_from_records(path, space, grouping):
-  """The per-group γ, keep flags and, for every `rank_by`, the rank score of
-  the last round in architecture.json, shaped as the search's prior state."""
+  """The last round in architecture.json as (prior state, records): per group
+  γ, ω and keep flags in a `HardState` (no rank score yet), and per member the
+  recorded w, H and H_se, {name: {kind: {"origin", "ops"}}}."""
   try:
     with open(path, encoding="utf-8") as f:
       rounds = json.load(f)["rounds"]
@@ -46,13 +47,14 @@ def prior_state_from_records(path, space, grouping):
   if not rounds:
     raise ValueError(f"{path}: no round was recorded")
   scalars = rounds[-1]["scalars"]
-  state = {"gamma": {}, "keep": {}, "w": {}, "H": {}, "H_se": {}}
+  members = {"w": {}, "H": {}, "H_se": {}}
+  groups = {"gamma": {}, "omega": {}, "keep": {}}
   for kind, spec in space.cells.items():
     mine = [s for s in scalars if s["cell_type"] == kind]
     cells = 1 + max(s["cell"] for s in mine)
     arrays = {name: {"origin": np.zeros((cells, spec.num_edges)),
                      "ops": np.zeros((cells, spec.num_edges, len(spec.ops)))}
-              for name in ("w", "H", "H_se", "gamma", "kept")}
+              for name in ("w", "H", "H_se", "gamma", "omega", "kept")}
     index = {edge: e for e, edge in enumerate(spec.edges)}
     for s in mine:
       e = index[(s["from"], s["to"])]
@@ -60,29 +62,29 @@ def prior_state_from_records(path, space, grouping):
                   else ("ops", (s["cell"], e, spec.ops.index(s["op"]))))
       for name in arrays:
         arrays[name][part][at] = float(s.get(name, 0.0))
-    for name in ("w", "H", "H_se"):
-      state[name][kind] = arrays[name]
+    for name in members:
+      members[name][kind] = arrays[name]
     group = (lambda a: a[0]) if grouping == "cell_type" else (lambda a: a)
-    state["gamma"][kind] = {p: group(arrays["gamma"][p]) for p in ("origin", "ops")}
-    state["keep"][kind] = {p: group(arrays["kept"][p]).astype(bool) for p in ("origin", "ops")}
-  return state
+    for name, record in (("gamma", "gamma"), ("omega", "omega"), ("keep", "kept")):
+      groups[name][kind] = {p: group(arrays[record][p]) for p in ("origin", "ops")}
+    groups["keep"][kind] = {p: v.astype(bool) for p, v in groups["keep"][kind].items()}
+  state = prior.HardState(rounds=np.asarray(len(rounds)), **groups)
+  return state, members
 
 
 def rederive(config, from_dir, workdir):
   space = spaces.make(config.space)
   search = config.search
-  state = prior_state_from_records(os.path.join(from_dir, "architecture.json"), space,
-                                   search.grouping)
-  state["score"] = {
-      kind: {p: np.asarray(hard.rank_score(search.rank_by, state["w"][kind][p],
-                                           state["H"][kind][p], state["gamma"][kind][p],
-                                           search.grouping)) for p in ("origin", "ops")}
-      for kind in space.cells}
-  state["score_se"] = {
-      kind: {p: np.asarray(hard.score_noise(search.rank_by, state["w"][kind][p],
-                                            state["H_se"][kind][p], search.grouping))
-             for p in ("origin", "ops")}
-      for kind in space.cells}
+  state, members = prior_state_from_records(os.path.join(from_dir, "architecture.json"),
+                                            space, search.grouping)
+  w, curvature, curvature_se = members["w"], members["H"], members["H_se"]
+  state = state.replace(
+      score={kind: {p: np.asarray(hard.rank_score(search.rank_by, w[kind][p], curvature[kind][p],
+                                                  state.gamma[kind][p], search.grouping))
+                    for p in ("origin", "ops")} for kind in space.cells},
+      score_se={kind: {p: np.asarray(hard.score_noise(search.rank_by, w[kind][p],
+                                                      curvature_se[kind][p], search.grouping))
+                       for p in ("origin", "ops")} for kind in space.cells})
   architecture = space.derive(state, search)
   os.makedirs(workdir, exist_ok=True)
   fields = space.export(workdir, architecture, state, search)

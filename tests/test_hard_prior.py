@@ -176,3 +176,26 @@ def test_update_names_the_expected_structure_and_dtype():
   with pytest.raises(ValueError) as err:
     hard_prior.init({"w": jnp.ones(3, jnp.int32)})
   _one_line(err, "'w' has dtype int32; expected a float array")
+
+
+def test_every_caller_shares_one_state_type():
+  """The user's loop, the cell search and the compression keep the prior in the
+  same `prior.HardState`, and each update counts itself."""
+  from bayesnas_jax.compress import groups  # pylint: disable=import-outside-toplevel
+  from bayesnas_jax.search import hard  # pylint: disable=import-outside-toplevel
+  from bayesnas_jax.spaces.cell import CellSpec  # pylint: disable=import-outside-toplevel
+  spec = CellSpec(ops=("a", "b"), num_nodes=2, num_inputs=1)
+  arch = {"c": {"origin": jnp.ones((1, spec.num_edges)),
+                "ops": jnp.ones((1, spec.num_edges, 2))}}
+  curvature = jax.tree_util.tree_map(lambda a: 0.5 * a, arch)
+  mine = hard_prior.update(hard_prior.init(_scalars()), _scalars(), _curvature(),
+                           lambda_w=LAMBDA)
+  search, _, _ = hard.hard_update(arch, curvature, hard.init_prior(arch, "cell_type"),
+                                  spec=spec, lambda_w=LAMBDA, grouping="cell_type",
+                                  dependency="full")
+  layer, _ = groups.update(jnp.ones((4, 3)), jnp.ones((4, 3)),
+                           groups.init_state((4, 3), ["row"]), LAMBDA)
+  for state in (mine, search, layer):
+    assert type(state) is prior.HardState  # pylint: disable=unidiomatic-typecheck
+    assert int(state.rounds) == 1
+  assert hard_prior.HardState is prior.HardState

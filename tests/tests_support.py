@@ -85,3 +85,10 @@ def perturbed(tree):
   keys = jax.random.split(jax.random.key(7), len(leaves))
   return treedef.unflatten([v + 0.3 * abs(jax.random.normal(k, v.shape, v.dtype))
                             for v, k in zip(leaves, keys)])
+
+
+def hard_state(**fields):
+  """A `prior.HardState` with the given fields (the others None, 0 rounds), as a
+  derivation reads one."""
+  from bayesnas_jax import prior  # pylint: disable=import-outside-toplevel
+  return prior.HardState(**{"gamma": None, "omega": None, "keep": None, "rounds": 0, **fields})

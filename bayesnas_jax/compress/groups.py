@@ -75,30 +75,28 @@ def group_norm(w, kind):
   return jnp.where(positive, jnp.sqrt(jnp.where(positive, squares, 1.0)), 0.0)
 
 
-def init_state(kernel_shape, kinds):
-  """γ = 1, ω = 1, every group kept (Algorithm 2's initialisation)."""
-  state = {}
-  for kind in kinds:
-    shape = group_shape(kernel_shape, kind)
-    state[kind] = {"gamma": jnp.ones(shape), "omega": jnp.ones(shape),
-                   "keep": jnp.ones(shape, bool)}
-  return state
+def init_state(kernel_shape, kinds) -> prior.HardState:
+  """γ = 1, ω = 1, every group kept (Algorithm 2's initialisation): one
+  `HardState` per layer, each field {group kind: per-group array}."""
+  ones = {kind: jnp.ones(group_shape(kernel_shape, kind)) for kind in kinds}
+  return prior.HardState(gamma=ones, omega=ones,
+                         keep={kind: jnp.ones(v.shape, bool) for kind, v in ones.items()},
+                         rounds=jnp.zeros((), jnp.int32))
 
 
 def mask(kernel_shape, state):
   """1 where every group the weight belongs to is kept."""
   out = jnp.ones(kernel_shape, bool)
-  for kind_state in state.values():
-    out = out & jnp.broadcast_to(kind_state["keep"], kernel_shape)
+  for keep in state.keep.values():
+    out = out & jnp.broadcast_to(keep, kernel_shape)
   return out
 
 
 def penalty(w, state, lambda_):
   """λ Σ_kinds Σ_g ω_g ‖W_g‖₂ over kept groups (eq. A-1)."""
   total = 0.0
-  for kind, kind_state in state.items():
-    total = total + jnp.sum(jnp.where(kind_state["keep"],
-                                      kind_state["omega"] * group_norm(w, kind), 0.0))
+  for kind, keep in state.keep.items():
+    total = total + jnp.sum(jnp.where(keep, state.omega[kind] * group_norm(w, kind), 0.0))
   return lambda_ * total
 
 
@@ -121,27 +119,29 @@ def evidence_slope(w, curvature, kind, lambda_):
 
 
 def update(w, curvature, state, lambda_, threshold=PRUNE_THRESHOLD, rule="entropy"):
-  """Eqs. A-2–A-5 and pruning for one layer; returns the new state and, per
+  """Eqs. A-2–A-5 and pruning for one layer; returns the new `HardState` and, per
   kind, the group curvature Σ_{m∈g} H_m (for records). `rule`: "entropy" prunes
   when γ ≤ threshold (the thesis), "evidence" when `evidence_slope` ≤ 0."""
   if rule not in PRUNE_RULES:
     raise ValueError(f"prune rule: expected one of {PRUNE_RULES}, got {rule!r}")
   h = jnp.maximum(curvature, 0)
-  new, group_curvature = {}, {}
-  for kind, kind_state in state.items():
+  new = {"gamma": {}, "omega": {}, "keep": {}}
+  group_curvature = {}
+  for kind in state.keep:
     # Eqs. A-3–A-5 and A-2 are the group form of eqs. 17–19 over the member axes.
     shape = group_shape(w.shape, kind)
-    grouped = prior.group_update(w, h, kind_state["gamma"], lambda_, axis=_axes(kind, w.ndim))
+    grouped = prior.group_update(w, h, state.gamma[kind], lambda_, axis=_axes(kind, w.ndim))
     omega = jnp.reshape(grouped.omega, shape)
     gamma_new = jnp.reshape(grouped.switch, shape)
     if rule == "entropy":
       survives = prior.keep_mask(gamma_new, threshold)
     else:
       survives = evidence_slope(w, curvature, kind, lambda_) > 0
-    keep = kind_state["keep"] & survives
-    new[kind] = {"gamma": gamma_new, "omega": omega, "keep": keep}
+    new["gamma"][kind] = gamma_new
+    new["omega"][kind] = omega
+    new["keep"][kind] = state.keep[kind] & survives
     group_curvature[kind] = group_sum(h, kind)
-  return new, group_curvature
+  return prior.HardState(rounds=state.rounds + 1, **new), group_curvature
 
 
 def tree_update(kernels, curvatures, states, lambdas, threshold=PRUNE_THRESHOLD,

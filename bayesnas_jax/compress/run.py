@@ -491,10 +491,10 @@ def _compress(config, workdir, log, run, model, topology, kinds, train, test, st
                                                threshold=config.compress.prune_threshold,
                                                rule=config.compress.prune_rule)
       if config.compress.zero_curvature == "prune":
-        states = {name: {kind: {**st, "keep": st["keep"] & (
-            group_h[name][kind] > config.compress.zero_tolerance * round_lambdas[name])}
-                         for kind, st in kind_states.items()}
-                  for name, kind_states in states.items()}
+        states = {name: st.replace(keep={
+            kind: keep & (group_h[name][kind] > config.compress.zero_tolerance
+                          * round_lambdas[name]) for kind, keep in st.keep.items()})
+                  for name, st in states.items()}
       kernel_masks = {layer.name: (np.asarray(groups.mask(params[layer.name]["kernel"].shape,
                                                          states[layer.name]))
                                    if layer.name in states else everything[layer.name])

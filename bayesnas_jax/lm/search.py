@@ -85,8 +85,8 @@ def derive(spec, state, arch, by_rank=()):
   among several survivors), else, where the prior pruned every pair into the
   node, its best pair overall (an empty node, decided by rank). Returns
   (genotype, decisions), one decision per node."""
-  score = np.asarray(state["score"][rnn.KIND]["ops"], np.float64)
-  keep = np.asarray(state["keep"][rnn.KIND]["ops"], bool)
+  score = np.asarray(state.score[rnn.KIND]["ops"], np.float64)
+  keep = np.asarray(state.keep[rnn.KIND]["ops"], bool)
   del arch
   recurrent, decisions = [], []
   for node in spec.intermediate:
@@ -138,15 +138,15 @@ def run(config, workdir: str, log=_log):
   key, k_init = jax.random.split(key)
   params = init_params(k_init, len(corpus.vocab), size, spec)
   arch = rnn.init_arch(spec, config.space.get("arch_init", "ones"))
-  prior = hard.init_prior(arch, "cell_type")
+  prior_state = hard.init_prior(arch, "cell_type")
   steps = steps_for(spec, config, train_arch=True)
   cell_steps = steps_for(spec, config, train_arch=False, norm=config.train.norm)
   # Everything carried between steps, in one pytree of a fixed structure; the
   # derived cell's training reuses params, arch and opt_w.
   run = Run(workdir, {"params": params, "arch": arch, "opt_w": steps.weight_opt.init(params),
                       "opt_a": steps.arch_opt.init(arch), "key": key,
-                      "h": jnp.zeros((batch, size)), "prior": prior,
-                      "masks": hard.network_masks(prior["keep"], arch)},
+                      "h": jnp.zeros((batch, size)), "prior": prior_state,
+                      "masks": hard.network_masks(prior_state.keep, arch)},
             checkpoint_every_steps=config.get("checkpoint_every_steps", 0),
             stop_after_steps=config.get("stop_after_steps", 0), hint=_HINT, log=log)
   try:
@@ -164,7 +164,7 @@ def _within_node(state, arch, block, spec, lambda_w):
   (`prior.conditional_evidence_keep` on the sampled Gauss–Newton matrix of the
   pairs, `model.pair_fisher`), so of two pairs that compute the same feature
   the weaker goes. Returns (state with the new keep masks, pairs pruned)."""
-  keep = state["keep"][rnn.KIND]
+  keep = state.keep[rnn.KIND]
   ops = np.asarray(keep["ops"]) & np.asarray(keep["origin"])[:, None]
   num_ops = ops.shape[1]
   node_of_edge = np.zeros(spec.num_edges, np.int32)
@@ -177,8 +177,8 @@ def _within_node(state, arch, block, spec, lambda_w):
   kept = np.asarray(kept).reshape(ops.shape)
   origin, new_ops, _ = prior.cell_keep(jnp.asarray(kept.any(axis=1)), jnp.asarray(kept),
                                        spec.edges, spec.num_inputs)
-  new_keep = {**state["keep"], rnn.KIND: {"origin": origin, "ops": new_ops}}
-  return {**state, "keep": new_keep}, int(ops.sum() - np.asarray(new_ops).sum())
+  new_keep = {**state.keep, rnn.KIND: {"origin": origin, "ops": new_ops}}
+  return state.replace(keep=new_keep), int(ops.sum() - np.asarray(new_ops).sum())
 
 
 def _search(run, config, spec, steps, cell_steps, corpus, train, valid, workdir, log):
@@ -205,7 +205,7 @@ def _search(run, config, spec, steps, cell_steps, corpus, train, valid, workdir,
       continue
     if not run.finished(train_phase):
       t0 = time.perf_counter()
-      _epoch(steps, run, run.state["masks"], run.state["prior"]["omega"], train, config,
+      _epoch(steps, run, run.state["masks"], run.state["prior"].omega, train, config,
              round_, limit, train_phase, log)
       run.finish(train_phase, seconds=time.perf_counter() - t0)
     train_seconds = run.record(train_phase)["seconds"]
@@ -249,7 +249,7 @@ def _search(run, config, spec, steps, cell_steps, corpus, train, valid, workdir,
     by_rank = []
     if keep_last:
       restored = np.asarray(records[rnn.KIND]["ops"]["restored"])
-      alive_before = np.asarray(state["alive_before"][rnn.KIND]["ops"])
+      alive_before = np.asarray(state.alive_before[rnn.KIND]["ops"])
       for node in spec.intermediate:
         into = spec.in_edges(node)
         if not restored[into].any():
@@ -269,17 +269,17 @@ def _search(run, config, spec, steps, cell_steps, corpus, train, valid, workdir,
                                           float(config.search.lambda_w) * factor)
       log(f"  round {round_ + 1}: the conditional evidence within nodes pruned "
           f"{pruned_within} redundant pairs")
-    masks = hard.network_masks(state["keep"], arch)
+    masks = hard.network_masks(state.keep, arch)
     run.state = {**s, "prior": state, "masks": masks, "arch": _masked(arch, masks)}
-    kept = int(np.sum(np.asarray(state["keep"][rnn.KIND]["ops"])))
-    alive = np.asarray(state["keep"][rnn.KIND]["ops"]) & np.asarray(
-        state["keep"][rnn.KIND]["origin"])[:, None]
+    kept = int(np.sum(np.asarray(state.keep[rnn.KIND]["ops"])))
+    alive = np.asarray(state.keep[rnn.KIND]["ops"]) & np.asarray(
+        state.keep[rnn.KIND]["origin"])[:, None]
     decided = all(int(alive[spec.in_edges(node)].sum()) == 1 for node in spec.intermediate)
     run.finish(update_phase, by_rank=by_rank, decided=decided, record={
         "round": round_ + 1, "steps": done, "train_seconds": round(train_seconds, 2),
         "curvature_seconds": round(curvature_seconds, 2), "kept_ops": kept,
         "pruned_within_nodes": int(pruned_within),
-        "kept_origins": int(np.sum(np.asarray(state["keep"][rnn.KIND]["origin"])))})
+        "kept_origins": int(np.sum(np.asarray(state.keep[rnn.KIND]["origin"])))})
     log(f"round {round_ + 1}: {done} steps in {train_seconds:.1f} s, curvature on "
         f"{count} windows in {curvature_seconds:.1f} s; {kept} of {spec.num_edges * len(spec.ops)}"
         f" (edge, op) pairs kept")
@@ -304,8 +304,8 @@ def _search(run, config, spec, steps, cell_steps, corpus, train, valid, workdir,
     files.write_json(os.path.join(workdir, "genotype.json"), genotype)
     files.write_text(os.path.join(workdir, "genotype.txt"), genotype_literal(genotype) + "\n")
     record = {name: {part: np.asarray(v[rnn.KIND][part]).tolist() for part in ("origin", "ops")}
-              for name, v in (("w", arch), ("gamma", state["gamma"]),
-                              ("score", state["score"]), ("keep", state["keep"]))}
+              for name, v in (("w", arch), ("gamma", state.gamma),
+                              ("score", state.score), ("keep", state.keep))}
     record.update({"edges": [list(e) for e in spec.edges], "ops": list(spec.ops)})
     files.write_json(os.path.join(workdir, "architecture.json"), record)
     _plot(workdir, spec, state)
@@ -321,7 +321,7 @@ def _search(run, config, spec, steps, cell_steps, corpus, train, valid, workdir,
   while total < config.train.steps:
     phase = f"derived cell {epoch + 1}"
     if not run.finished(phase):
-      _epoch(cell_steps, run, derived_masks, state["omega"], train, config, 1000 + epoch,
+      _epoch(cell_steps, run, derived_masks, state.omega, train, config, 1000 + epoch,
              config.train.steps - total, phase, log)
       run.finish(phase)
     total += run.step(phase)
@@ -339,8 +339,8 @@ def _search(run, config, spec, steps, cell_steps, corpus, train, valid, workdir,
 
 
 def _plot(workdir, spec, state):
-  score = np.asarray(state["score"][rnn.KIND]["ops"])
-  keep = np.asarray(state["keep"][rnn.KIND]["ops"])
+  score = np.asarray(state.score[rnn.KIND]["ops"])
+  keep = np.asarray(state.keep[rnn.KIND]["ops"])
   fig = plots.figure((8, 0.25 * spec.num_edges + 1))
   ax = fig.subplots()
   shown = np.where(keep, score, np.nan)

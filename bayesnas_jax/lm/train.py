@@ -60,7 +60,7 @@ def train_cell(config, workdir: str, log=_log):
   params = init_params(k_init, len(corpus.vocab), size, spec)
   ones = rnn.init_arch(spec)
   steps = steps_for(spec, config, train_arch=False, norm=config.train.norm)
-  omega = hard.init_prior(ones, "cell_type")["omega"]
+  omega = hard.init_prior(ones, "cell_type").omega
   log(f"training {genotype_literal(genotype)} at size {size}, "
       f"{sum(np.size(v) for v in jax.tree_util.tree_leaves(params))} parameters")
   # "average"/"average_count": ASGD's averaged weights, once averaging has begun.

@@ -49,10 +49,11 @@ def init_prior(arch, grouping):
   def ones(a):
     return jnp.ones(a.shape[1:] if grouping == "cell_type" else a.shape, a.dtype)
   gamma = jax.tree_util.tree_map(ones, arch)
-  return {"gamma": gamma, "omega": gamma, "score": gamma,
-          "score_se": jax.tree_util.tree_map(jnp.zeros_like, gamma),
-          "keep": jax.tree_util.tree_map(lambda g: jnp.ones(g.shape, bool), gamma),
-          "alive_before": jax.tree_util.tree_map(lambda g: jnp.ones(g.shape, bool), gamma)}
+  keep = jax.tree_util.tree_map(lambda g: jnp.ones(g.shape, bool), gamma)
+  return prior.HardState(gamma=gamma, omega=gamma, keep=keep,
+                         rounds=jnp.zeros((), jnp.int32), score=gamma,
+                         score_se=jax.tree_util.tree_map(jnp.zeros_like, gamma),
+                         alive_before=keep)
 
 
 def network_masks(keep, arch):
@@ -70,7 +71,7 @@ def hard_update(arch, curvature, state, *, spec, lambda_w: float, grouping: str,
                 lambda_w_origin: float = 0.0, rank_by: str = "gamma",
                 zero_curvature: str = "keep", zero_tolerance: float = 1e-6,
                 prune_rule: str = "entropy", curvature_se=None, keep_last: bool = False):
-  """One prior update. Returns (new state, per-type record arrays, clamped count).
+  """One prior update. Returns (new `HardState`, per-type record arrays, clamped count).
 
   `spec` is the `CellSpec` of every cell type, or a tuple of (type, CellSpec)
   pairs (`spaces.cell_specs(space)`). `lambda_w_origin` > 0 is the origin
@@ -99,8 +100,8 @@ def hard_update(arch, curvature, state, *, spec, lambda_w: float, grouping: str,
   if curvature_se is None:
     curvature_se = jax.tree_util.tree_map(jnp.zeros_like, curvature)
   specs = dict(spec) if not isinstance(spec, CellSpec) else {kind: spec for kind in arch}
-  new_state = {"gamma": {}, "omega": {}, "score": {}, "score_se": {}, "keep": {},
-               "alive_before": {}}
+  new_state = {name: {} for name in ("gamma", "omega", "score", "score_se", "keep",
+                                     "alive_before")}
   records = {}
   clamped = 0
   lambdas = {"origin": lambda_w_origin or lambda_w, "ops": lambda_w}
@@ -111,7 +112,7 @@ def hard_update(arch, curvature, state, *, spec, lambda_w: float, grouping: str,
     for part in ("origin", "ops"):
       curv[part], count = prior.clamp_curvature(curvature[kind][part])
       clamped = clamped + count
-    gamma = state["gamma"][kind]
+    gamma = state.gamma[kind]
     if grouping == "cell_type":
       upd = {part: prior.group_update(w[part], curv[part], gamma[part][None], lambdas[part],
                                       axis=0) for part in ("origin", "ops")}
@@ -143,11 +144,11 @@ def hard_update(arch, curvature, state, *, spec, lambda_w: float, grouping: str,
       survive = {part: evidence[part] > 0 for part in ("origin", "ops")}
       if zero_curvature == "prune":
         survive = {part: survive[part] & (switches[part] > 0) for part in survive}
-    keep_origin = survive["origin"] & state["keep"][kind]["origin"]
-    keep_ops = survive["ops"] & state["keep"][kind]["ops"]
+    keep_origin = survive["origin"] & state.keep[kind]["origin"]
+    keep_ops = survive["ops"] & state.keep[kind]["ops"]
     restored = jnp.zeros(keep_ops.shape, bool)
     if keep_last:
-      alive = state["keep"][kind]["ops"] & state["keep"][kind]["origin"][:, None]
+      alive = state.keep[kind]["ops"] & state.keep[kind]["origin"][:, None]
       score_ops = rank_score(rank_by, w["ops"], curv["ops"], g_ops, grouping)
       for node in spec.intermediate:
         into = np.asarray(spec.in_edges(node))
@@ -175,7 +176,7 @@ def hard_update(arch, curvature, state, *, spec, lambda_w: float, grouping: str,
       se = score_noise(rank_by, w[part], curvature_se[kind][part], grouping)
       new_state["gamma"][kind][part] = gammas[part]
       new_state["score_se"][kind][part] = se
-      new_state["alive_before"][kind][part] = state["keep"][kind][part]
+      new_state["alive_before"][kind][part] = state.keep[kind][part]
       new_state["omega"][kind][part] = upd[part].omega
       new_state["score"][kind][part] = score
       new_state["keep"][kind][part] = keeps[part]
@@ -188,4 +189,4 @@ def hard_update(arch, curvature, state, *, spec, lambda_w: float, grouping: str,
       if keep_last:
         records[kind][part]["restored"] = (restored if part == "ops" else
                                            jnp.zeros(keeps[part].shape, bool))
-  return new_state, records, clamped
+  return prior.HardState(rounds=state.rounds + 1, **new_state), records, clamped

@@ -48,9 +48,9 @@ def write_search_outputs(config, workdir, space, state, position):
                        if k in position["space_summary"]},
                     "rounds": rounds})
   position["kept"] = {
-      kind: {"ops": int(np.sum(np.asarray(prior_state["keep"][kind]["ops"]))),
-             "origins": int(np.sum(np.asarray(prior_state["keep"][kind]["origin"])))}
-      for kind in prior_state["keep"]}
+      kind: {"ops": int(np.sum(np.asarray(prior_state.keep[kind]["ops"]))),
+             "origins": int(np.sum(np.asarray(prior_state.keep[kind]["origin"])))}
+      for kind in prior_state.keep}
   position["derived_params"] = space.parameter_count(architecture)
 
 

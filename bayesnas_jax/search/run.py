@@ -109,7 +109,7 @@ def initial_state(config, space, key, image_shape):
   optimizer = objective.make_optimizer(config.search)
   prior_state = hard.init_prior(arch, config.search.grouping)
   return {"params": params, "opt_state": optimizer.init(params), "prior": prior_state,
-          "masks": hard.network_masks(prior_state["keep"], arch),
+          "masks": hard.network_masks(prior_state.keep, arch),
           "curvature_sum": jax.tree_util.tree_map(jnp.zeros_like, arch),
           "curvature_sq_sum": jax.tree_util.tree_map(jnp.zeros_like, arch),
           "curvature_count": jnp.zeros((), jnp.int32),
@@ -155,7 +155,7 @@ def run_search(config, workdir: str, log=print, space=None):
       # λ·ω of eq. 21 for this phase (ω changes only at an update).
       factor = hard.lambda_factor(config.search.get("lambda_ramp", "none"), max(round_, 0),
                                   config.search.rounds)
-      penalty = objective.penalty_weights(run.state["prior"]["omega"],
+      penalty = objective.penalty_weights(run.state["prior"].omega,
                                           {k: v * factor for k, v in lambdas.items()})
       if kind in ("retrain", "step5"):
         penalty = (jnp.zeros_like(penalty[0]), penalty[1])
@@ -294,17 +294,17 @@ def _update(state, config, space, round_, workdir, log):
       zero_tolerance=float(search.get("zero_tolerance", 1e-6)),
       prune_rule=search.get("prune_rule", "entropy"), curvature_se=curvature_se)
   report.write_round(workdir, round_, space, jax.device_get(records), int(clamped))
-  kept = sum(int(np.sum(np.asarray(v["ops"]))) for v in new_prior["keep"].values())
-  total = sum(int(np.size(np.asarray(v["ops"]))) for v in new_prior["keep"].values())
+  kept = sum(int(np.sum(np.asarray(v["ops"]))) for v in new_prior.keep.values())
+  total = sum(int(np.size(np.asarray(v["ops"]))) for v in new_prior.keep.values())
   log(f"round {round_ + 1}: kept {kept}/{total} (edge, op) groups "
       f"({search.get('prune_rule', 'entropy')} rule, λ_w {float(search.lambda_w) * factor:.3g}); "
       f"{int(clamped)} negative curvature entries clamped")
-  for kind, keep in new_prior["keep"].items():
+  for kind, keep in new_prior.keep.items():
     if not np.any(np.asarray(keep["ops"])):
       log(f"warning: round {round_ + 1} pruned every (edge, op) group of the {kind} cells; "
           f"the derived {kind} cell is empty (lower search.lambda_w or "
           f"search.penalty_budget)")
-  masks = hard.network_masks(new_prior["keep"], state["params"]["arch"])
+  masks = hard.network_masks(new_prior.keep, state["params"]["arch"])
   arch = jax.tree_util.tree_map(lambda w, m: w * m, state["params"]["arch"], masks)
   return {**state, "prior": new_prior, "masks": masks,
           "params": {**state["params"], "arch": arch},

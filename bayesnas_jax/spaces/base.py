@@ -38,7 +38,9 @@ class SearchSpace(NamedTuple):
     init_arch: () → architecture scalars, all 1 (Algorithm 1).
     apply: (weights, arch, images NHWC, masks or None) → logits; pure.
     derive: (prior_state, search_config) → architecture (JSON data):
-      pruning by γ, then the space's rule for a discrete cell.
+      pruning by γ, then the space's rule for a discrete cell. `prior_state`
+      is the search's `prior.HardState` (per group γ, keep flags and the rank
+      score, `HardState.rank`).
     architecture_masks: (architecture, arch) → 0/1 masks shaped like `arch`
       that switch on exactly the architecture's (edge, op) pairs.
     export: (workdir, architecture, prior_state, search_config) → dict of

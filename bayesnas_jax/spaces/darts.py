@@ -351,12 +351,12 @@ def derive(space_config, prior_state, search_config):
   spec = cell_spec(space_config)
   cells = {}
   for kind in CELL_TYPES:
-    if kind not in prior_state["gamma"]:
+    if kind not in prior_state.gamma:
       cells[kind] = {"edges": [], "concat": []}
       continue
-    score = group_values(prior_state.get("score", prior_state["gamma"])[kind]["ops"],
+    score = group_values(prior_state.rank[kind]["ops"],
                          search_config.grouping)
-    keep = group_keep(prior_state["keep"][kind]["ops"], search_config.grouping)
+    keep = group_keep(prior_state.keep[kind]["ops"], search_config.grouping)
     cells[kind] = derivation.derive_cell(score, keep, spec, k=search_config.top_k,
                                          rule=search_config.get("derivation", "pairs"))
   return genotypes.genotype_from_cells(cells["normal"], cells["reduce"])
@@ -405,12 +405,12 @@ def write(space_config, workdir, genotype, prior_state, search_config):
   genotypes.write_genotype(workdir, genotype, spec.num_nodes, spec.num_inputs)
   plot_dir = os.path.join(workdir, "plots")
   for kind in CELL_TYPES:
-    if kind not in prior_state["gamma"]:
+    if kind not in prior_state.gamma:
       continue
     cell = {"edges": genotype[kind], "concat": genotype[f"{kind}_concat"]}
     plots.plot_cell(cell, os.path.join(plot_dir, f"{kind}_cell"), f"BayesNAS {kind} cell")
-    plots.plot_gamma(group_values(prior_state["gamma"][kind]["ops"], search_config.grouping),
-                     group_keep(prior_state["keep"][kind]["ops"], search_config.grouping),
+    plots.plot_gamma(group_values(prior_state.gamma[kind]["ops"], search_config.grouping),
+                     group_keep(prior_state.keep[kind]["ops"], search_config.grouping),
                      spec, os.path.join(plot_dir, f"{kind}_gamma"),
                      f"{kind} cell: prior variance γ")
   decided = decisions(space_config, genotype, prior_state, search_config)
@@ -427,9 +427,9 @@ def decisions(space_config, genotype, prior_state, search_config):
   spec = cell_spec(space_config)
   out = []
   for kind in CELL_TYPES:
-    if kind not in prior_state["gamma"]:
+    if kind not in prior_state.gamma:
       continue
-    keep = np.reshape(group_keep(prior_state["keep"][kind]["ops"], search_config.grouping),
+    keep = np.reshape(group_keep(prior_state.keep[kind]["ops"], search_config.grouping),
                       (spec.num_edges, len(spec.ops)))
     for node in spec.intermediate:
       survivors = [f"{spec.ops[o]} {spec.edges[e][0]}->{node}" for e in spec.in_edges(node)

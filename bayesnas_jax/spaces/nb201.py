@@ -259,18 +259,17 @@ def decisions(prior_state, search_config, spec: CellSpec):
   grouping = search_config.grouping
   shape = (spec.num_edges, len(spec.ops))
   def values(name, default):
-    tree = prior_state.get(name)
+    tree = getattr(prior_state, name)
     if tree is None:
       return default
     return np.reshape(group_values(tree[KIND]["ops"], grouping), shape).astype(np.float64)
-  score = values("score", None)
-  if score is None:
-    score = values("gamma", None)
+  score = np.reshape(group_values(prior_state.rank[KIND]["ops"], grouping),
+                     shape).astype(np.float64)
   se = values("score_se", np.zeros(shape))
-  keep = np.reshape(group_keep(prior_state["keep"][KIND]["ops"], grouping), shape)
-  keep_origin = np.reshape(group_keep(prior_state["keep"][KIND]["origin"], grouping),
+  keep = np.reshape(group_keep(prior_state.keep[KIND]["ops"], grouping), shape)
+  keep_origin = np.reshape(group_keep(prior_state.keep[KIND]["origin"], grouping),
                            (spec.num_edges,))
-  alive_before = prior_state.get("alive_before")
+  alive_before = prior_state.alive_before
   if alive_before is not None:
     before = np.reshape(group_keep(alive_before[KIND]["ops"], grouping), shape)
     before = before & np.reshape(group_keep(alive_before[KIND]["origin"], grouping),
@@ -376,8 +375,8 @@ def write(workdir, architecture, prior_state, search_config, spec: CellSpec):
                       else f"{d['edge']} -" for d in decided)
                   + (f"; inside the noise: {', '.join(shaky)}" if shaky else ""),
                   num_inputs=1)
-  plots.plot_gamma(group_values(prior_state["gamma"][KIND]["ops"], search_config.grouping),
-                   group_keep(prior_state["keep"][KIND]["ops"], search_config.grouping), spec,
+  plots.plot_gamma(group_values(prior_state.gamma[KIND]["ops"], search_config.grouping),
+                   group_keep(prior_state.keep[KIND]["ops"], search_config.grouping), spec,
                    os.path.join(plot_dir, "cell_gamma"), "NB201 cell: prior variance γ")
   return {"nb201": text, "derived_edges": {KIND: sum(e[0] != NONE for e in architecture[KIND])},
           "decided_by_prior": by_prior, "decided_by_rank": len(decided) - by_prior,

@@ -372,8 +372,8 @@ def _block_names(config):
 def derive(prior_state, search_config, config):
   """Per cell, the paths whose origin and op scalars both survived pruning."""
   del search_config
-  keep_origin = np.asarray(prior_state["keep"][KIND]["origin"], bool).reshape(-1, NUM_PATHS)
-  keep_ops = np.asarray(prior_state["keep"][KIND]["ops"], bool).reshape(-1, NUM_PATHS)
+  keep_origin = np.asarray(prior_state.keep[KIND]["origin"], bool).reshape(-1, NUM_PATHS)
+  keep_ops = np.asarray(prior_state.keep[KIND]["ops"], bool).reshape(-1, NUM_PATHS)
   cells = []
   for k, (stage, block) in enumerate(_block_names(config)):
     alive = keep_origin[k] & keep_ops[k]

@@ -20,7 +20,7 @@ def test_each_group_kind_masks_its_entries(shape, kind, pruned, expected_false):
   state = groups.init_state(shape, [kind])
   keep = np.ones(groups.group_shape(shape, kind), bool)
   keep[pruned] = False
-  state[kind]["keep"] = jnp.asarray(keep)
+  state = state.replace(keep={kind: jnp.asarray(keep)})
   mask = np.asarray(groups.mask(shape, state))
   assert not np.any(expected_false(mask))
   assert mask.sum() == mask.size - np.size(expected_false(mask))
@@ -54,17 +54,17 @@ def test_evidence_rule_keeps_what_the_data_support():
   kept, _ = groups.update(w, h, state, 0.01, rule="evidence")
   # column 0: 2·(0.04 − 0.01) > 0 kept; column 1: 2·(0.0025 − 0.01) < 0 pruned;
   # column 2: its only seen member (H = 1e-9) is ≈ 0 and the other unseen: pruned.
-  np.testing.assert_array_equal(kept["column"]["keep"][0], [True, False, False])
+  np.testing.assert_array_equal(kept.keep["column"][0], [True, False, False])
   entropy, _ = groups.update(w, h, state, 0.01, rule="entropy")
   # By hand from γ(0) = 1: ω_g = sqrt(Σ_m H_m/(λ + H_m)), γ_g = ‖w_g‖/ω_g.
   # column 0: ‖w‖ = 0.2828, ω = sqrt(2/1.01) = 1.4072: γ = 0.201 > 1/(2πe) kept;
   # column 1: ‖w‖ = 0.0707: γ = 0.0502 < 0.0585 pruned;
   # column 2: ‖w‖ = 0.3, ω = sqrt(1e-9/0.01) = 3.16e-4: γ ≈ 949, kept (the
   # evidence rule prunes it: the data do not see it).
-  np.testing.assert_allclose(np.asarray(entropy["column"]["gamma"][0]),
+  np.testing.assert_allclose(np.asarray(entropy.gamma["column"][0]),
                              [0.2 * np.sqrt(2) / np.sqrt(2 / 1.01),
                               0.05 * np.sqrt(2) / np.sqrt(2 / 1.01),
                               0.3 / np.sqrt(1e-9 / (0.01 + 1e-9))], rtol=1e-4)
-  np.testing.assert_array_equal(entropy["column"]["keep"][0], [True, False, True])
+  np.testing.assert_array_equal(entropy.keep["column"][0], [True, False, True])
   with pytest.raises(ValueError, match="prune rule"):
     groups.update(w, h, state, 0.01, rule="magnitude")

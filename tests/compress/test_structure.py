@@ -21,8 +21,8 @@ def _random_masks(model, params, seed, fraction):
     kernel = params[layer.name]["kernel"]
     kinds = ["column", "row"] if layer.kind == "dense" else ["filter", "shape"]
     state = groups.init_state(kernel.shape, kinds)
-    for kind in kinds:
-      state[kind]["keep"] = jnp.asarray(rng.random(state[kind]["keep"].shape) > fraction)
+    state = state.replace(keep={kind: jnp.asarray(rng.random(state.keep[kind].shape) > fraction)
+                                for kind in kinds})
     out[layer.name] = np.asarray(groups.mask(kernel.shape, state))
   return out
 

@@ -291,21 +291,21 @@ def run_search(seed, cfg: Settings = SETTINGS):
   params = {"weights": student_weights(cfg, teacher_weights, student_key, images.shape[1:]),
             "arch": arch}
   state = hard.init_prior(arch, cfg.grouping)
-  masks = hard.network_masks(state["keep"], arch)
+  masks = hard.network_masks(state.keep, arch)
   opt_state = optimizer.init(params)
   history = []
   specs = spaces.cell_specs(space)
   for _ in range(cfg.rounds):
     for _ in range(cfg.epochs):
       key, train_key = jax.random.split(key)
-      params, opt_state = train_epoch(params, opt_state, data, train_key, state["omega"],
+      params, opt_state = train_epoch(params, opt_state, data, train_key, state.omega,
                                       masks)
     key, curvature_key = jax.random.split(key)
     loss, h = curvature(params, data, curvature_key, masks)
     state, records, _ = hard.hard_update(params["arch"], h, state, spec=specs,
                                          lambda_w=cfg.lambda_w, grouping=cfg.grouping,
                                          dependency=cfg.dependency)
-    masks = hard.network_masks(state["keep"], params["arch"])
+    masks = hard.network_masks(state.keep, params["arch"])
     params["arch"] = jax.tree_util.tree_map(lambda w, m: w * m, params["arch"], masks)
     history.append((float(loss), jax.tree_util.tree_map(np.asarray, records)))
   architecture = space.derive(state, ml_collections.ConfigDict({"grouping": cfg.grouping}))
@@ -357,7 +357,7 @@ def test_search_recovers_teacher_edges(searches):
                       for seed, (derived, _, history) in zip(PYTEST_SEEDS, searches))
   for derived, state, history in searches:
     assert len(derived) == len(teacher), summary
-    assert np.isfinite(np.asarray(state["gamma"]["cell"]["ops"])).all(), summary
+    assert np.isfinite(np.asarray(state.gamma["cell"]["ops"])).all(), summary
     # Training left the all-ones supernet (E_D 2.3–3.8 with these weights).
     assert history[-1][0] < MAX_FINAL_LOSS, summary
     # Found for every teacher that has it, and also where a teacher has none
@@ -393,7 +393,7 @@ def main(args):
       derived_ops[e][op] = derived_ops[e].get(op, 0) + 1
     for name, text in REFERENCES.items():
       others[name] += score(derived, cfg, text)[0]
-    gamma = np.asarray(state["gamma"]["cell"]["ops"])
+    gamma = np.asarray(state.gamma["cell"]["ops"])
     print(f"seed {seed}: edges {matches}/6 cell={whole} derived={derived} "
           f"E_D={[round(h[0], 4) for h in history]} [{time.time() - start:.1f}s]", flush=True)
     print("   γ per edge:", np.array2string(gamma, precision=3, suppress_small=True,

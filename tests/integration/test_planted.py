@@ -241,23 +241,23 @@ def run_search(seed, cfg: Settings = SETTINGS):
   optimizer, make_data_, train_epoch, curvature = compiled(cfg)
   arch = initial_arch()
   state = hard.init_prior(arch, cfg.grouping)
-  masks = hard.network_masks(state["keep"], arch)
+  masks = hard.network_masks(state.keep, arch)
   opt_state = optimizer.init(arch)
   key, data_key = jax.random.split(jax.random.PRNGKey(seed))
   data = make_data_(data_key)
   history = []
   for _ in range(cfg.rounds):
     key, train_key, curvature_key = jax.random.split(key, 3)
-    arch, opt_state = train_epoch(arch, opt_state, data, train_key, state["omega"], masks)
+    arch, opt_state = train_epoch(arch, opt_state, data, train_key, state.omega, masks)
     loss, h = curvature(arch, data, curvature_key)
     state, records, _ = hard.hard_update(arch, h, state, spec=SPEC, lambda_w=cfg.lambda_w,
                                          grouping=cfg.grouping, dependency=cfg.dependency)
-    masks = hard.network_masks(state["keep"], arch)
+    masks = hard.network_masks(state.keep, arch)
     arch = jax.tree_util.tree_map(lambda w, m: w * m, arch, masks)
     history.append((float(loss), jax.tree_util.tree_map(np.asarray, records)))
   shape = (SPEC.num_edges, len(OPS))
-  gamma = np.asarray(state["gamma"]["normal"]["ops"]).reshape(shape)
-  keep = np.asarray(state["keep"]["normal"]["ops"]).reshape(shape)
+  gamma = np.asarray(state.gamma["normal"]["ops"]).reshape(shape)
+  keep = np.asarray(state.keep["normal"]["ops"]).reshape(shape)
   return gamma, keep, history
 
 

@@ -24,8 +24,8 @@ def test_decoupled_penalty_is_a_proximal_step_after_adam():
     arch = jax.tree_util.tree_map(
         lambda a: a * jnp.linspace(0.002, 1.0, a.size).reshape(a.shape), rnn.init_arch(spec))
     prior = hard.init_prior(arch, "cell_type")
-    omega = jax.tree_util.tree_map(lambda o: o * 1.5, prior["omega"])
-    masks = hard.network_masks(prior["keep"], arch)
+    omega = jax.tree_util.tree_map(lambda o: o * 1.5, prior.omega)
+    masks = hard.network_masks(prior.keep, arch)
     steps = lm_model.Steps(spec, config, train_arch=True)
     tokens = jax.random.randint(jax.random.PRNGKey(1), (4, 6), 0, 20)
     out = steps.train_step(params, arch, steps.weight_opt.init(params),

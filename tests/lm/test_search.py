@@ -6,6 +6,7 @@ import pytest
 
 from bayesnas_jax.spaces import rnn
 from bayesnas_jax.spaces.rnn import RNN_OPS as OPS
+from tests.tests_support import hard_state
 
 
 def test_derivation_keeps_one_input_per_node_by_score():
@@ -17,7 +18,7 @@ def test_derivation_keeps_one_input_per_node_by_score():
   score[1, 0], score[2, 3] = 1.0, 2.0           # node 2: identity from 1 beats tanh from 0
   score[5, 1], score[4, 0] = 9.0, 3.0           # node 3: relu from 2 is pruned → tanh from 1
   keep[5, 1] = False
-  state = {"score": {"rnn": {"ops": score}}, "keep": {"rnn": {"ops": keep}}}
+  state = hard_state(score={"rnn": {"ops": score}}, keep={"rnn": {"ops": keep}})
   genotype, decisions = lm_search.derive(spec, state, None)
   assert genotype == {"recurrent": [["sigmoid", 0], ["identity", 1], ["tanh", 1]],
                       "concat": [1, 2, 3]}
@@ -26,7 +27,7 @@ def test_derivation_keeps_one_input_per_node_by_score():
   assert [d["survivors"] for d in decisions] == [4, 8, 11]
   only = np.zeros_like(keep)
   only[0, 2] = only[2, 3] = only[4, 0] = True  # one survivor per node
-  _, decided = lm_search.derive(spec, {**state, "keep": {"rnn": {"ops": only}}}, None)
+  _, decided = lm_search.derive(spec, state.replace(keep={"rnn": {"ops": only}}), None)
   assert [d["decided_by"] for d in decided] == ["prior"] * 3
   assert lm_search.genotype_literal(genotype) == (
       "Genotype(recurrent=[('sigmoid', 0), ('identity', 1), ('tanh', 1)], "
@@ -90,13 +91,13 @@ def test_within_node_step_keeps_one_of_two_redundant_pairs():
   block[4 * 2 + 2, 4 * 2 + 2] = 4.0            # (1→2, sigmoid): strong
   within_node = lm_search._within_node  # pylint: disable=protected-access
   new, pruned = within_node(state, arch, block, spec, 0.1)
-  keep = np.asarray(new["keep"][rnn.KIND]["ops"])
+  keep = np.asarray(new.keep[rnn.KIND]["ops"])
   # Which copy stays is a tie that rounding breaks: only that one of them stays.
   assert keep[0, 0] != keep[0, 1]
   expected = np.zeros((3, 4), bool)
   expected[0, :2] = keep[0, :2]
   expected[2, 2] = True
   np.testing.assert_array_equal(keep, expected)
-  np.testing.assert_array_equal(np.asarray(new["keep"][rnn.KIND]["origin"]).reshape(-1),
+  np.testing.assert_array_equal(np.asarray(new.keep[rnn.KIND]["origin"]).reshape(-1),
                                 [True, False, True])
   assert pruned == 12 - 2

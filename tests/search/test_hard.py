@@ -28,12 +28,12 @@ def test_evidence_rule_keeps_exactly_where_w2h_exceeds_lambda():
   # w²H: 0.0125, 0.0075 | 0.012, 0.011 | 0.081, 0.0025 against λ = 0.01.
   expected = w ** 2 * h > LAMBDA
   state, records, _ = _update(w, h, prune_rule="evidence")
-  np.testing.assert_array_equal(np.asarray(state["keep"]["c"]["ops"]), expected)
+  np.testing.assert_array_equal(np.asarray(state.keep["c"]["ops"]), expected)
   np.testing.assert_allclose(np.asarray(records["c"]["ops"]["evidence"]),
                              h * (h * w ** 2 - LAMBDA), rtol=1e-5)
   # The paper's rule on the same numbers prunes by γ instead: another decision.
   literal, _, _ = _update(w, h, prune_rule="entropy")
-  assert not np.array_equal(np.asarray(literal["keep"]["c"]["ops"]), expected)
+  assert not np.array_equal(np.asarray(literal.keep["c"]["ops"]), expected)
 
 
 def test_evidence_rule_is_unchanged_by_a_scale_batch_norm_cancels():
@@ -44,8 +44,8 @@ def test_evidence_rule_is_unchanged_by_a_scale_batch_norm_cancels():
   base, _, _ = _update(w, h, prune_rule="evidence")
   for c in (0.1, 3.0):
     scaled, _, _ = _update(c * w, h / c ** 2, prune_rule="evidence")
-    np.testing.assert_array_equal(np.asarray(scaled["keep"]["c"]["ops"]),
-                                  np.asarray(base["keep"]["c"]["ops"]))
+    np.testing.assert_array_equal(np.asarray(scaled.keep["c"]["ops"]),
+                                  np.asarray(base.keep["c"]["ops"]))
 
 
 def test_group_evidence_weighs_members_by_their_curvature():
@@ -56,7 +56,7 @@ def test_group_evidence_weighs_members_by_their_curvature():
   state, _, _ = _update(w, h, members=2, prune_rule="evidence")
   slope = np.sum(h * (h * w ** 2 - LAMBDA), axis=0)
   # op a: 0.1·(0.081 − 0.01) + 0.02·(0.00005 − 0.01) > 0; op b < 0.
-  np.testing.assert_array_equal(np.asarray(state["keep"]["c"]["ops"]), slope > 0)
+  np.testing.assert_array_equal(np.asarray(state.keep["c"]["ops"]), slope > 0)
   assert slope[0, 0] > 0 > slope[0, 1]
 
 

@@ -39,11 +39,11 @@ def test_zero_curvature_keep_versus_prune():
   switch = np.asarray(kept_records["c"]["ops"]["s"])
   # Literal eqs. 18–19: ω at its floor, so its switch explodes and it is kept.
   assert switch[1, 0] > 1e6 and switch[1, 0] == switch.max()
-  assert bool(kept_state["keep"]["c"]["ops"][1, 0])
-  assert not bool(pruned_state["keep"]["c"]["ops"][1, 0])
+  assert bool(kept_state.keep["c"]["ops"][1, 0])
+  assert not bool(pruned_state.keep["c"]["ops"][1, 0])
   # Everything informed is treated alike by both options.
-  keep_a = np.asarray(kept_state["keep"]["c"]["ops"])
-  keep_b = np.asarray(pruned_state["keep"]["c"]["ops"])
+  keep_a = np.asarray(kept_state.keep["c"]["ops"])
+  keep_b = np.asarray(pruned_state.keep["c"]["ops"])
   mask = np.ones_like(keep_a)
   mask[1, 0] = False
   np.testing.assert_array_equal(keep_a[mask], keep_b[mask])
@@ -57,9 +57,9 @@ def test_rank_by_saliency_orders_by_w_squared_h():
   h[0, 0] = [1e-3, 1.0]  # w²H: 8.1e-4 versus 0.25
   state_g, _, _ = _update(h, w, rank_by="gamma")
   state_s, _, _ = _update(h, w, rank_by="saliency")
-  assert np.argmax(np.asarray(state_g["score"]["c"]["ops"][0])) == 0  # γ reads 1/H
-  assert np.argmax(np.asarray(state_s["score"]["c"]["ops"][0])) == 1
-  np.testing.assert_allclose(np.asarray(state_s["score"]["c"]["ops"]), w[0] ** 2 * h[0],
+  assert np.argmax(np.asarray(state_g.score["c"]["ops"][0])) == 0  # γ reads 1/H
+  assert np.argmax(np.asarray(state_s.score["c"]["ops"][0])) == 1
+  np.testing.assert_allclose(np.asarray(state_s.score["c"]["ops"]), w[0] ** 2 * h[0],
                              rtol=1e-6)
 
 
@@ -77,16 +77,17 @@ def test_keep_last_keeps_each_node_its_best_pair_and_marks_it():
   curvature = {"rnn": {"origin": jnp.full((1, spec.num_edges), 10.0),   # origins stay
                        "ops": jnp.asarray(rng.uniform(0.5, 1.0, w.shape))}}
   state = hard.init_prior(arch, "cell_type")
-  state["keep"]["rnn"]["ops"] = state["keep"]["rnn"]["ops"].at[3:, :].set(False).at[4, 1].set(
-      True).at[5, 3].set(True)                  # node 3: only (relu, 1) and (identity, 2) alive
+  ops = state.keep["rnn"]["ops"].at[3:, :].set(False).at[4, 1].set(True).at[5, 3].set(
+      True)                                     # node 3: only (relu, 1) and (identity, 2) alive
+  state = state.replace(keep={"rnn": {**state.keep["rnn"], "ops": ops}})
   kwargs = dict(spec=spec, lambda_w=2.0, grouping="cell_type", dependency="full",
                 rank_by="saliency", prune_rule="evidence")   # prunes where w²H ≤ 2
   plain, _, _ = hard.hard_update(arch, curvature, state, **kwargs)
   new, records, _ = hard.hard_update(arch, curvature, state, keep_last=True, **kwargs)
-  keep = np.asarray(new["keep"]["rnn"]["ops"])
+  keep = np.asarray(new.keep["rnn"]["ops"])
   restored = np.asarray(records["rnn"]["ops"]["restored"])
-  score = np.asarray(new["score"]["rnn"]["ops"])
-  assert not np.asarray(plain["keep"]["rnn"]["ops"])[[0, 3, 4, 5]].any()
+  score = np.asarray(new.score["rnn"]["ops"])
+  assert not np.asarray(plain.keep["rnn"]["ops"])[[0, 3, 4, 5]].any()
   # Node 1: every pair pruned → its best by w²H stays.
   assert keep[0].sum() == 1 and keep[0, np.argmax(score[0])] and restored[0].sum() == 1
   # Node 2: (sigmoid, 0) survives by the rule itself; nothing restored.
@@ -94,6 +95,6 @@ def test_keep_last_keeps_each_node_its_best_pair_and_marks_it():
   # Node 3: the better of its two alive pairs, not the best of all its pairs.
   best = (4, 1) if score[4, 1] > score[5, 3] else (5, 3)
   assert keep[3:6].sum() == 1 and keep[best] and restored[best]
-  assert np.asarray(new["keep"]["rnn"]["origin"])[[0, 1, best[0]]].all()
+  assert np.asarray(new.keep["rnn"]["origin"])[[0, 1, best[0]]].all()
   with pytest.raises(ValueError, match="keep_last"):
     hard.hard_update(arch, curvature, state, **{**kwargs, "grouping": "none"}, keep_last=True)

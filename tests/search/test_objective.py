@@ -80,10 +80,10 @@ def _gamma_and_genotype(dtype, batch):
   new_state, _, _ = hard.hard_update(
       state["params"]["arch"], curvature, state["prior"], spec=spec, lambda_w=0.01,
       grouping="cell_type", dependency="full")
-  cells = {kind: derivation.derive_cell(new_state["gamma"][kind]["ops"],
-                                        new_state["keep"][kind]["ops"], spec)
-           for kind in new_state["gamma"]}
-  return curvature, new_state["gamma"], cells
+  cells = {kind: derivation.derive_cell(new_state.gamma[kind]["ops"],
+                                        new_state.keep[kind]["ops"], spec)
+           for kind in new_state.gamma}
+  return curvature, new_state.gamma, cells
 
 
 def test_bfloat16_matches_float32():
@@ -136,7 +136,7 @@ def test_during_training_step_keeps_the_weights_path():
     space = spaces.make(config.space)
     state = initial_state(config, space, jax.random.PRNGKey(0), (8, 8, 3))
     _, train_step, _, _ = objective.make_steps(config, space)
-    penalty = objective.penalty_weights(state["prior"]["omega"],
+    penalty = objective.penalty_weights(state["prior"].omega,
                                         objective.penalty_lambdas(config.search, 1))
     results[name] = train_step(state["params"], state["opt_state"], batch,
                                jax.random.PRNGKey(3), penalty, state["masks"],

@@ -19,6 +19,7 @@ from bayesnas_jax.curvature import value_grad_curvature
 from bayesnas_jax.spaces import darts
 from bayesnas_jax.spaces.cell import source_stride
 from bayesnas_jax.spaces.ops import OPS
+from tests.tests_support import hard_state
 
 
 # A small op set for compile time: a skip (a factorized reduce on reduction
@@ -203,8 +204,8 @@ def test_darts_decisions_count_nodes_the_prior_left_exact():
   keep["normal"][e[(0, 3)], 1] = keep["normal"][e[(1, 3)], 2] = True
   keep["normal"][e[(2, 3)], 3] = True
   keep["normal"][e[(2, 4)], 1] = keep["normal"][e[(2, 4)], 2] = True
-  state = {"gamma": {k: {"ops": np.ones_like(v, float)} for k, v in keep.items()},
-           "keep": {k: {"ops": v} for k, v in keep.items()}}
+  state = hard_state(gamma={k: {"ops": np.ones_like(v, float)} for k, v in keep.items()},
+                     keep={k: {"ops": v} for k, v in keep.items()})
   search = ml_collections.ConfigDict(dict(grouping="cell_type", top_k=2))
   genotype = {"normal": [], "reduce": []}
   decided = darts.decisions(config.space, genotype, state, search)

@@ -15,6 +15,7 @@ from bayesnas_jax import spaces
 from bayesnas_jax.spaces import nb201
 from tests.spaces.nb201_support import EDGES, EXAMPLE, EXAMPLE_EDGES, OPS
 from tests.spaces.nb201_support import config as _config
+from tests.tests_support import hard_state
 
 LAMBDA = 0.01  # λ_w of the decisions (section 4)
 
@@ -40,8 +41,8 @@ def test_derive_from_gamma_and_keep():
   keep[5, 0] = False
   keep_origin = np.ones(6, bool)
   keep_origin[0] = False
-  state = {"gamma": {"cell": {"origin": np.ones(6), "ops": gamma}},
-           "keep": {"cell": {"origin": keep_origin, "ops": keep}}}
+  state = hard_state(gamma={"cell": {"origin": np.ones(6), "ops": gamma}},
+                     keep={"cell": {"origin": keep_origin, "ops": keep}})
   expected = {"cell": [["none", 0, 1], ["none", 0, 2], ["avg_pool_3x3", 1, 2],
                        ["nor_conv_1x1", 0, 3], ["skip_connect", 1, 3],
                        ["avg_pool_3x3", 2, 3]]}
@@ -59,8 +60,8 @@ def test_derive_from_gamma_and_keep():
   keep_m[0, 2, :] = False  # edge 1→2: member 1 still keeps its pool
   origin_m = np.stack([keep_origin, keep_origin])
   origin_m[1, 0] = True  # edge 0→1: origin kept by member 1 → argmax skip
-  state_m = {"gamma": {"cell": {"origin": np.ones((2, 6)), "ops": gamma_m}},
-             "keep": {"cell": {"origin": origin_m, "ops": keep_m}}}
+  state_m = hard_state(gamma={"cell": {"origin": np.ones((2, 6)), "ops": gamma_m}},
+                       keep={"cell": {"origin": origin_m, "ops": keep_m}})
   expected_m = {"cell": [["skip_connect", 0, 1], ["nor_conv_3x3", 0, 2],
                          ["avg_pool_3x3", 1, 2], ["skip_connect", 0, 3],
                          ["skip_connect", 1, 3], ["avg_pool_3x3", 2, 3]]}
@@ -74,9 +75,10 @@ def test_derive_from_gamma_and_keep():
 
 def _gamma_state():
   rng = np.random.default_rng(0)
-  return {"gamma": {"cell": {"origin": rng.uniform(0.01, 2, 6),
-                             "ops": rng.uniform(0.01, 2, (6, 4))}},
-          "keep": {"cell": {"origin": np.ones(6, bool), "ops": rng.uniform(size=(6, 4)) > 0.3}}}
+  return hard_state(gamma={"cell": {"origin": rng.uniform(0.01, 2, 6),
+                                   "ops": rng.uniform(0.01, 2, (6, 4))}},
+                    keep={"cell": {"origin": np.ones(6, bool),
+                                   "ops": rng.uniform(size=(6, 4)) > 0.3}})
 
 
 def test_arch_string_parse_and_files(tmp_path):
@@ -199,12 +201,12 @@ def _search_config(rank_by="saliency"):
 def _state(score, se, keep, before, origin_keep=None):
   spec = nb201.cell_spec()
   o = np.ones((6,), bool) if origin_keep is None else origin_keep
-  return spec, {"score": {"cell": {"ops": np.asarray(score), "origin": np.zeros(6)}},
-                "score_se": {"cell": {"ops": np.asarray(se), "origin": np.zeros(6)}},
-                "keep": {"cell": {"ops": np.asarray(keep), "origin": o}},
-                "alive_before": {"cell": {"ops": np.asarray(before),
-                                          "origin": np.ones(6, bool)}},
-                "gamma": {"cell": {"ops": np.asarray(score), "origin": np.zeros(6)}}}
+  return spec, hard_state(
+      score={"cell": {"ops": np.asarray(score), "origin": np.zeros(6)}},
+      score_se={"cell": {"ops": np.asarray(se), "origin": np.zeros(6)}},
+      keep={"cell": {"ops": np.asarray(keep), "origin": o}},
+      alive_before={"cell": {"ops": np.asarray(before), "origin": np.ones(6, bool)}},
+      gamma={"cell": {"ops": np.asarray(score), "origin": np.zeros(6)}})
 
 
 def test_nb201_decisions_count_prior_and_rank_and_rate_margins():
