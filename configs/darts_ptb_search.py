@@ -115,6 +115,11 @@ def get_config(arg=None):
   # True: once an update leaves every node one input pair, the remaining rounds are
   # skipped (Algorithm 1 ends when the architecture is decided).
   config.search.stop_when_decided = True
+  # Quality benchmark protocol (`python -m launch.quality`): every searched and random
+  # cell trained by configs/darts_ptb_eval.py at this preset, test perplexity.
+  config.quality = ml_collections.ConfigDict()
+  config.quality.eval_config = "configs.darts_ptb_eval"
+  config.quality.preset = "cpu" if arg == "cpu" else ""
   if arg in LAMBDA_PRESETS:
     config.search.lambda_w = float(arg)
   if arg == "cpu":

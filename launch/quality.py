@@ -12,6 +12,10 @@ often the seeds agree on each edge, and the search seconds per seed. Every run
 is resumable: relaunching skips what has finished. `--train_seeds=0,1,2` trains
 every cell once per training seed and scores it by the mean (less protocol noise).
 
+With a recurrent search config (`configs/darts_ptb_search.py`) the same command
+benchmarks recurrent cells: every cell trained by the evaluation config its
+`quality` section names, scored by test perplexity (docs/search_quality.md).
+
 `--benchmark_table=CSV` scores the searched NB201 cells from a tabular benchmark
 instead (NAS-Bench-201 / NATS-Bench accuracies, the user's file): per seed the
 derived string, its accuracy and percentile among all cells, and the mean and

@@ -54,13 +54,18 @@ def lm_loss(params, arch, inputs, targets, h0, spec, space, rates=None, key=None
   h0 [B, n]; returns (loss, h_T). `rates`: {"input", "x", "hidden", "output"}
   dropout rates, applied when `key` is given (variational: one mask per window)."""
   size = nn.value_of(params["embedding"]).shape[1]
-  batch = inputs.shape[0]
-  x = nn.structural(lambda e: e[inputs.T], params["embedding"])            # [T, B, n]
   masks = {}
   if key is not None and rates:
     keys = jax.random.split(key, 4)
-    masks = {name: _mask(k, (batch, size), rates[name])
+    masks = {name: _mask(k, (inputs.shape[0], size), rates[name])
              for k, name in zip(keys, ("input", "x", "hidden", "output"))}
+  logits, h_last = _forward(params, arch, inputs, h0, spec, space, masks, horizon)
+  return nn.softmax_cross_entropy(logits, targets.T), nn.value_of(h_last)
+
+
+def _forward(params, arch, inputs, h0, spec, space, masks, horizon=0):
+  """Logits [T, B, V] of windows inputs [B, T] from state h0, and h_T."""
+  x = nn.structural(lambda e: e[inputs.T], params["embedding"])            # [T, B, n]
   if masks.get("input") is not None:
     x = nn.scale(x, masks["input"][None])
   outputs, h_last = rnn.unroll(params["cell"], arch, x, h0, spec, norm=space.norm,
@@ -69,8 +74,19 @@ def lm_loss(params, arch, inputs, targets, h0, spec, space, rates=None, key=None
   if masks.get("output") is not None:
     outputs = nn.scale(outputs, masks["output"][None])
   decoder = nn.structural(lambda e: e.T, params["embedding"])
-  logits = nn.dense(outputs, decoder, params["bias"])
-  return nn.softmax_cross_entropy(logits, targets.T), nn.value_of(h_last)
+  return nn.dense(outputs, decoder, params["bias"]), h_last
+
+
+def logits(params, arch, inputs, arch_masks, spec, space):
+  """Next-token logits [B, T, V] of token windows inputs [B, T] from a zero
+  state, without dropout; `arch_masks` (or None) switches scalars off. The
+  recurrent space's `apply` (`spaces.rnn.make`)."""
+  if arch_masks is not None:
+    arch = _masked(arch, arch_masks)
+  size = nn.value_of(params["embedding"]).shape[1]
+  h0 = jnp.zeros((inputs.shape[0], size), nn.value_of(params["embedding"]).dtype)
+  out, _ = _forward(params, arch, inputs, h0, spec, space, {})
+  return nn.structural(lambda v: jnp.swapaxes(v, 0, 1), out)
 
 
 def pair_fisher(params, arch, inputs, h0, spec, space, key, draws: int = 4):

@@ -19,8 +19,11 @@ genotype's scalars on) and its validation perplexity reported.
 
 Writes `genotype.json` ({"recurrent": [[op, from], ...], "concat": [1..N]},
 node j's entry at position j − 1, as DARTS), `genotype.txt` (the DARTS
-`Genotype(recurrent=..., concat=range(1, N + 1))` literal), `architecture.json`
-(scalars, γ, scores, keep), `scalars.png` and `summary.json`.
+`Genotype(recurrent=..., concat=range(1, N + 1))` literal), `rounds/round_*.json`
+and `architecture.json` (every round's per-scalar records and the decisions, as an
+image search writes them: `launch.rederive` reads it), `scalars.png` and
+`summary.json`. The space's discrete half (derivation, genotype files, masks,
+random cells) is `spaces.rnn`.
 """
 from __future__ import annotations
 
@@ -32,13 +35,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from bayesnas_jax import files, plots, prior
+from bayesnas_jax import files, prior, spaces
 from bayesnas_jax.data import text
 from bayesnas_jax.loop import Run
 from bayesnas_jax.lm.model import (_HINT, _epoch, _log, _masked, init_params, perplexity,
                                    steps_for)
 from bayesnas_jax.metrics import FiniteWatch
-from bayesnas_jax.search import hard
+from bayesnas_jax.search import hard, report
 from bayesnas_jax.spaces import rnn
 
 
@@ -47,9 +50,9 @@ WITHIN_NODE = ("none", "conditional_evidence")
 
 
 def validate(config):
-  s, t, se = config.space, config.train, config.search
-  for field, value, low in (("space.num_nodes", s.num_nodes, 1), ("space.size", s.size, 1),
-                            ("input.batch_size", config.input.batch_size, 1),
+  rnn.validate(config.space)
+  t, se = config.train, config.search
+  for field, value, low in (("input.batch_size", config.input.batch_size, 1),
                             ("input.bptt", config.input.bptt, 2),
                             ("search.rounds", se.rounds, 1),
                             ("search.curvature_windows", se.curvature_windows, 1),
@@ -61,10 +64,7 @@ def validate(config):
     if not isinstance(value, int) or isinstance(value, bool) or value < low:
       raise ValueError(f"config.{field}: expected an integer >= {low}, got {value!r}")
   for field, value, choices in (
-      ("space.norm", s.norm, rnn.NORMS),
       ("train.norm", config.train.get("norm", "none"), rnn.NORMS),
-      ("space.arch_init", s.get("arch_init", "ones"), rnn.ARCH_INITS),
-      ("space.origin", s.origin, rnn.ORIGINS),
       ("search.penalty_update", se.get("penalty_update", "adam"), ("adam", "decoupled")),
       ("search.prune_rule", se.get("prune_rule", "entropy"), hard.PRUNE_RULES),
       ("search.lambda_ramp", se.get("lambda_ramp", "none"), hard.LAMBDA_RAMPS),
@@ -77,55 +77,13 @@ def validate(config):
       raise ValueError(f"config.train.{name}: expected a rate in [0, 1), got {t[name]!r}")
 
 
-def derive(spec, state, arch, by_rank=()):
-  """{"recurrent": [[op, from], ...], "concat": [1..N]}: per node its one
-  surviving (edge, op) pair (decided by the prior, unless the node is in
-  `by_rank`: a round pruned its last pair or pairs and `search.keep_last` kept
-  one, the best by rank), else its best kept pair by the rank score (decided by rank
-  among several survivors), else, where the prior pruned every pair into the
-  node, its best pair overall (an empty node, decided by rank). Returns
-  (genotype, decisions), one decision per node."""
-  score = np.asarray(state.score[rnn.KIND]["ops"], np.float64)
-  keep = np.asarray(state.keep[rnn.KIND]["ops"], bool)
-  del arch
-  recurrent, decisions = [], []
-  for node in spec.intermediate:
-    pairs = [(e, o) for e in spec.in_edges(node) for o in range(len(spec.ops))]
-    kept = [(e, o) for e, o in pairs if keep[e, o]]
-    pool = kept or pairs
-    value = lambda p: score[p] if np.isfinite(score[p]) else -np.inf
-    e, o = max(pool, key=value)
-    recurrent.append([spec.ops[o], spec.edges[e][0]])
-    decisions.append({"node": node, "op": spec.ops[o], "from": spec.edges[e][0],
-                      "decided_by": ("prior" if len(kept) == 1 and node not in by_rank
-                                     else "rank"),
-                      "survivors": len(kept), "empty": not kept})
-  return {"recurrent": recurrent, "concat": list(spec.intermediate)}, decisions
-
-
-def genotype_literal(genotype):
-  pairs = ", ".join(f"('{op}', {source})" for op, source in genotype["recurrent"])
-  nodes = genotype["concat"]
-  return f"Genotype(recurrent=[{pairs}], concat=range({nodes[0]}, {nodes[-1] + 1}))"
-
-
-def genotype_masks(spec, genotype):
-  """Masks that switch on exactly the genotype's (edge, op) pairs and origins."""
-  ops = np.zeros((1, spec.num_edges, len(spec.ops)), np.float32)
-  for node, (op, source) in zip(spec.intermediate, genotype["recurrent"]):
-    if op not in spec.ops or not 0 <= int(source) < node:
-      raise ValueError(f"genotype: node {node} cannot take ({op!r}, {source}); expected an "
-                       f"op of {spec.ops} from a node < {node}")
-    ops[0, spec.edges.index((int(source), node)), spec.ops.index(op)] = 1.0
-  return {rnn.KIND: {"origin": jnp.asarray(ops.any(-1), jnp.float32), "ops": jnp.asarray(ops)}}
-
-
 def run(config, workdir: str, log=_log):
   """The search, the derived cell's training, and the files (module docstring)."""
   validate(config)
   start = time.perf_counter()
   corpus = text.load_text(config.data.path or config.data.name, config.data.get("data_dir", ""))
-  spec = rnn.cell_spec(config.space.num_nodes, tuple(config.space.ops))
+  space = spaces.make(config.space)
+  spec = space.cells[rnn.KIND]
   batch, size = config.input.batch_size, config.space.size
   train = text.batchify(corpus.train, batch)
   valid = text.batchify(corpus.valid, config.input.eval_batch_size)
@@ -150,7 +108,8 @@ def run(config, workdir: str, log=_log):
             checkpoint_every_steps=config.get("checkpoint_every_steps", 0),
             stop_after_steps=config.get("stop_after_steps", 0), hint=_HINT, log=log)
   try:
-    summary = _search(run, config, spec, steps, cell_steps, corpus, train, valid, workdir, log)
+    summary = _search(run, config, space, steps, cell_steps, corpus, train, valid, workdir,
+                      log)
   finally:
     run.close()
   summary["seconds"] = round(time.perf_counter() - start, 1)
@@ -181,8 +140,9 @@ def _within_node(state, arch, block, spec, lambda_w):
   return state.replace(keep=new_keep), int(ops.sum() - np.asarray(new_ops).sum())
 
 
-def _search(run, config, spec, steps, cell_steps, corpus, train, valid, workdir, log):
+def _search(run, config, space, steps, cell_steps, corpus, train, valid, workdir, log):
   """The phases of `run` (module docstring); returns the summary."""
+  spec = space.cells[rnn.KIND]
   batch, size = config.input.batch_size, config.space.size
   if not run.finished("initial"):
     s = run.state
@@ -241,7 +201,7 @@ def _search(run, config, spec, steps, cell_steps, corpus, train, valid, workdir,
     factor = hard.lambda_factor(config.search.get("lambda_ramp", "none"), round_,
                                 config.search.rounds)
     keep_last = bool(config.search.get("keep_last", False))
-    state, records, _ = hard.hard_update(
+    state, records, clamped = hard.hard_update(
         arch, curvature, s["prior"], spec=spec, lambda_w=float(config.search.lambda_w) * factor,
         grouping="cell_type", dependency=config.search.dependency,
         rank_by=config.search.rank_by, zero_curvature=config.search.zero_curvature,
@@ -269,6 +229,10 @@ def _search(run, config, spec, steps, cell_steps, corpus, train, valid, workdir,
                                           float(config.search.lambda_w) * factor)
       log(f"  round {round_ + 1}: the conditional evidence within nodes pruned "
           f"{pruned_within} redundant pairs")
+    records = jax.device_get(records)
+    for part in ("origin", "ops"):   # the keep flags after the within-node test too
+      records[rnn.KIND][part]["kept"] = np.asarray(state.keep[rnn.KIND][part])
+    report.write_round(workdir, round_, space, records, int(clamped))
     masks = hard.network_masks(state.keep, arch)
     run.state = {**s, "prior": state, "masks": masks, "arch": _masked(arch, masks)}
     kept = int(np.sum(np.asarray(state.keep[rnn.KIND]["ops"])))
@@ -286,7 +250,8 @@ def _search(run, config, spec, steps, cell_steps, corpus, train, valid, workdir,
   updates = [run.record(f"update {r + 1}") for r in range(done_rounds)]
   rounds = [u["record"] for u in updates]
   state, arch = run.state["prior"], run.state["arch"]
-  genotype, decisions = derive(spec, state, arch, {n for u in updates for n in u["by_rank"]})
+  by_rank = sorted({n for u in updates for n in u["by_rank"]})
+  genotype, decisions = rnn.derive(spec, state, by_rank)
   by_prior = sum(d["decided_by"] == "prior" for d in decisions)
   if not run.finished("derive"):
     log(f"derived: {by_prior}/{len(decisions)} nodes decided by the prior, "
@@ -301,22 +266,18 @@ def _search(run, config, spec, steps, cell_steps, corpus, train, valid, workdir,
       elif d["decided_by"] == "rank":
         log(f"  node {d['node']}: ({d['op']}, {d['from']}) kept by search.keep_last after "
             f"the prior pruned the node's last pairs")
-    files.write_json(os.path.join(workdir, "genotype.json"), genotype)
-    files.write_text(os.path.join(workdir, "genotype.txt"), genotype_literal(genotype) + "\n")
-    record = {name: {part: np.asarray(v[rnn.KIND][part]).tolist() for part in ("origin", "ops")}
-              for name, v in (("w", arch), ("gamma", state.gamma),
-                              ("score", state.score), ("keep", state.keep))}
-    record.update({"edges": [list(e) for e in spec.edges], "ops": list(spec.ops)})
-    files.write_json(os.path.join(workdir, "architecture.json"), record)
-    _plot(workdir, spec, state)
-    log(f"derived cell: {genotype_literal(genotype)}")
+    fields = rnn.write(workdir, genotype, state, spec, by_rank)
+    report.write_architecture(workdir, spec, config.search.get("prune_threshold",
+                                                             prior.PRUNE_THRESHOLD),
+                              "cell_type", fields)
+    log(f"derived cell: {rnn.genotype_literal(genotype)}")
     # The derived cell, trained from scratch with only its scalars on.
     key, k_init = jax.random.split(run.state["key"])
     params = init_params(k_init, len(corpus.vocab), size, spec)
     run.state = {**run.state, "params": params, "arch": rnn.init_arch(spec),
                  "opt_w": cell_steps.weight_opt.init(params), "key": key}
     run.finish("derive")
-  derived_masks = genotype_masks(spec, genotype)
+  derived_masks = rnn.genotype_masks(spec, genotype)
   total, epoch = 0, 0
   while total < config.train.steps:
     phase = f"derived cell {epoch + 1}"
@@ -330,27 +291,12 @@ def _search(run, config, spec, steps, cell_steps, corpus, train, valid, workdir,
   ppl = perplexity(cell_steps, run.state["params"], ones, derived_masks, valid,
                    config.input.bptt, size)
   log(f"valid perplexity of the derived cell after {total} steps: {ppl:.1f}")
-  return {"genotype": genotype, "genotype_literal": genotype_literal(genotype),
+  return {"genotype": genotype, "genotype_literal": rnn.genotype_literal(genotype),
           "decided_by_prior": by_prior, "decided_by_rank": len(decisions) - by_prior,
           "empty_nodes": sum(d["empty"] for d in decisions), "decisions": decisions,
           "valid_perplexity_initial": round(ppl_initial, 2),
           "valid_perplexity": round(ppl, 2), "derived_cell_steps": total,
           "rounds": rounds, "seconds": 0.0, "device": jax.devices()[0].device_kind}
-
-
-def _plot(workdir, spec, state):
-  score = np.asarray(state.score[rnn.KIND]["ops"])
-  keep = np.asarray(state.keep[rnn.KIND]["ops"])
-  fig = plots.figure((8, 0.25 * spec.num_edges + 1))
-  ax = fig.subplots()
-  shown = np.where(keep, score, np.nan)
-  image = ax.imshow(shown, aspect="auto", cmap="viridis")
-  ax.set_yticks(range(spec.num_edges), [f"{j}→{k}" for j, k in spec.edges], fontsize=6)
-  ax.set_xticks(range(len(spec.ops)), spec.ops)
-  ax.set_title("rank score of kept (edge, op) pairs (blank: pruned)")
-  fig.colorbar(image)
-  fig.tight_layout()
-  plots.save_png(fig, os.path.join(workdir, "scalars.png"), dpi=100)
 
 
 def as_json(summary):

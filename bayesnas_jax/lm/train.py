@@ -2,7 +2,6 @@
 (R) §5): the cell of a search's `genotype.json` in the network of `lm.model`."""
 from __future__ import annotations
 
-import json
 import math
 import os
 import time
@@ -15,24 +14,9 @@ from bayesnas_jax import files
 from bayesnas_jax.data import text
 from bayesnas_jax.lm.model import _HINT, _epoch, _log, init_params, perplexity, steps_for
 from bayesnas_jax.loop import Run
-from bayesnas_jax.lm.search import genotype_literal, genotype_masks, validate
+from bayesnas_jax.lm.search import validate
 from bayesnas_jax.search import hard
 from bayesnas_jax.spaces import rnn
-
-
-def load_genotype(path: str):
-  """genotype.json of a search: {"recurrent": [[op, from], ...], "concat": [...]}."""
-  try:
-    with open(path, encoding="utf-8") as f:
-      genotype = json.load(f)
-  except (OSError, ValueError) as err:
-    raise ValueError(f"config.train.genotype: cannot read {path!r} as genotype.json "
-                     f"({err.__class__.__name__})") from None
-  recurrent = genotype.get("recurrent") if isinstance(genotype, dict) else None
-  if not recurrent or not all(isinstance(e, list) and len(e) == 2 for e in recurrent):
-    raise ValueError(f"config.train.genotype: {path} has no 'recurrent' list of "
-                     f"[op, from_node] pairs")
-  return genotype
 
 
 def train_cell(config, workdir: str, log=_log):
@@ -43,9 +27,9 @@ def train_cell(config, workdir: str, log=_log):
   averaged weights once averaging has started."""
   validate(config)
   start = time.perf_counter()
-  genotype = load_genotype(config.train.genotype)
+  genotype = rnn.load_genotype(config.train.genotype)
   spec = rnn.cell_spec(len(genotype["recurrent"]), tuple(config.space.ops))
-  masks = genotype_masks(spec, genotype)
+  masks = rnn.genotype_masks(spec, genotype)
   corpus = text.load_text(config.data.path or config.data.name, config.data.get("data_dir", ""))
   size = config.space.size
   train = text.batchify(corpus.train, config.input.batch_size)
@@ -61,7 +45,7 @@ def train_cell(config, workdir: str, log=_log):
   ones = rnn.init_arch(spec)
   steps = steps_for(spec, config, train_arch=False, norm=config.train.norm)
   omega = hard.init_prior(ones, "cell_type").omega
-  log(f"training {genotype_literal(genotype)} at size {size}, "
+  log(f"training {rnn.genotype_literal(genotype)} at size {size}, "
       f"{sum(np.size(v) for v in jax.tree_util.tree_leaves(params))} parameters")
   # "average"/"average_count": ASGD's averaged weights, once averaging has begun.
   run = Run(workdir, {"params": params, "arch": ones, "opt_w": steps.weight_opt.init(params),
@@ -99,7 +83,7 @@ def train_cell(config, workdir: str, log=_log):
     test_ppl = perplexity(steps, final, ones, masks, test, config.input.bptt, size)
   finally:
     run.close()
-  summary = {"genotype": genotype, "genotype_literal": genotype_literal(genotype),
+  summary = {"genotype": genotype, "genotype_literal": rnn.genotype_literal(genotype),
              "valid_perplexity": round(valid_ppl, 2), "test_perplexity": round(test_ppl, 2),
              "valid_perplexity_by_epoch": [round(math.exp(v), 2) for v in history],
              "asgd_from_epoch": asgd_from,

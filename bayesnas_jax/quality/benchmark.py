@@ -10,7 +10,9 @@ cells it beats, ties counting half); the mean percentile; per edge, how many
 seeds pick the most common choice (stability); search seconds per seed.
 
 Works for any space whose architectures list edges as `{kind: [[op, from, to],
-...]}` (DARTS genotypes and NB201 cells do); every run is resumable.
+...]}` (DARTS genotypes and NB201 cells do); every run is resumable. The recurrent
+space has its own protocol and score (test perplexity, `quality.recurrent`), which
+`run_quality` hands it to.
 """
 from __future__ import annotations
 
@@ -183,7 +185,6 @@ def run_quality(config, workdir, seeds, random_cells, random_seed=1000, log=prin
   table, without training and without random cells: its accuracy, its
   percentile among all the table's cells, and the mean and sd over seeds."""
   from bayesnas_jax.search import config as config_check  # pylint: disable=import-outside-toplevel
-  config_check.validate(config)
   if not seeds:
     raise ValueError("--seeds: expected at least one seed")
   train_seeds = [int(t) for t in train_seeds]
@@ -191,6 +192,14 @@ def run_quality(config, workdir, seeds, random_cells, random_seed=1000, log=prin
     raise ValueError(f"--train_seeds: expected distinct integers, got {train_seeds}")
   if random_cells < 1:
     raise ValueError(f"--random_cells: expected a positive integer, got {random_cells}")
+  if config.get("space", {}).get("name") == "rnn":
+    if benchmark_table:
+      raise ValueError("--benchmark_table: a table of NB201 cells needs the nb201 space, "
+                       "got config.space.name = 'rnn'")
+    from bayesnas_jax.quality import recurrent  # pylint: disable=import-outside-toplevel
+    return recurrent.run_quality(config, workdir, seeds, random_cells, random_seed, log,
+                                 random_workdir=random_workdir, train_seeds=train_seeds)
+  config_check.validate(config)
   if "quality" not in config:
     raise ValueError("config.quality: this search config has no `quality` section (the "
                      "short training protocol); see configs/nb201_cifar10_search.py")

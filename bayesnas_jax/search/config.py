@@ -41,6 +41,10 @@ def _number(config, field, low=None, high=None, low_open=False):
 def validate(config):
   """Raises ValueError for the first bad field of a search config."""
   spaces.validate(config.space)
+  if config.space.name == "rnn":
+    raise ValueError("config.space.name: the recurrent space is searched on text by "
+                     "config.mode = 'rnn_search' (configs/darts_ptb_search.py), not by an "
+                     "image search")
   for field in ("input.batch_size", "search.rounds",
                 "search.epochs_per_round", "log_every_steps", "checkpoint_every_steps",
                 "search.top_k"):

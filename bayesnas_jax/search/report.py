@@ -28,25 +28,32 @@ def write_round(workdir, round_, space, records, clamped):
                    {"round": round_, "clamped_curvature": clamped, "scalars": scalars})
 
 
+def write_architecture(workdir, spec, prune_threshold, grouping, space_summary):
+  """architecture.json: the cell's ops and edges, the decisions of the
+  derivation and every round's per-scalar records (rounds/*.json), the file
+  `launch.rederive` reads."""
+  rounds = []
+  for path in sorted(glob.glob(os.path.join(workdir, "rounds", "round_*.json"))):
+    with open(path, encoding="utf-8") as f:
+      rounds.append(json.load(f))
+  files.write_json(os.path.join(workdir, "architecture.json"),
+                   {"ops": list(spec.ops), "edges": [list(e) for e in spec.edges],
+                    "prune_threshold": prune_threshold, "grouping": grouping,
+                    **{k: space_summary[k] for k in
+                       ("decided_by_prior", "decided_by_rank", "decisions")
+                       if k in space_summary},
+                    "rounds": rounds})
+
+
 def write_search_outputs(config, workdir, space, state, position):
   """The derived architecture (the space's files: genotype.json, plots, …) and
   architecture.json with every round's records."""
   prior_state = jax.device_get(state["prior"])
   architecture = space.derive(prior_state, config.search)
   position["space_summary"] = space.export(workdir, architecture, prior_state, config.search)
-  rounds = []
-  for path in sorted(glob.glob(os.path.join(workdir, "rounds", "round_*.json"))):
-    with open(path, encoding="utf-8") as f:
-      rounds.append(json.load(f))
-  first = next(iter(space.cells.values()))
-  files.write_json(os.path.join(workdir, "architecture.json"),
-                   {"ops": list(first.ops), "edges": [list(e) for e in first.edges],
-                    "prune_threshold": config.search.prune_threshold,
-                    "grouping": config.search.grouping,
-                    **{k: position["space_summary"][k] for k in
-                       ("decided_by_prior", "decided_by_rank", "decisions")
-                       if k in position["space_summary"]},
-                    "rounds": rounds})
+  write_architecture(workdir, next(iter(space.cells.values())),
+                     config.search.prune_threshold, config.search.grouping,
+                     position["space_summary"])
   position["kept"] = {
       kind: {"ops": int(np.sum(np.asarray(prior_state.keep[kind]["ops"]))),
              "origins": int(np.sum(np.asarray(prior_state.keep[kind]["origin"])))}

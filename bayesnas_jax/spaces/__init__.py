@@ -11,7 +11,7 @@ from bayesnas_jax.spaces.base import SearchSpace, cell_specs
 
 # name → module with make(space_config) and validate(space_config).
 REGISTRY = {"darts": "bayesnas_jax.spaces.darts", "nb201": "bayesnas_jax.spaces.nb201",
-            "tree_pyramid": "bayesnas_jax.spaces.tree_pyramid"}
+            "rnn": "bayesnas_jax.spaces.rnn", "tree_pyramid": "bayesnas_jax.spaces.tree_pyramid"}
 
 
 def _module(space_config):

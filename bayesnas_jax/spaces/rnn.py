@@ -31,11 +31,16 @@ and meets the two ends exactly. Gradients are never truncated.
 """
 from __future__ import annotations
 
+import json
+import os
+
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import lax
 
-from bayesnas_jax import nn
+from bayesnas_jax import files, nn, plots
+from bayesnas_jax.spaces.base import SearchSpace
 from bayesnas_jax.spaces.cell import CellSpec
 
 RNN_OPS = ("tanh", "relu", "sigmoid", "identity")
@@ -187,3 +192,157 @@ def unroll(weights, arch, inputs, h0, spec: CellSpec, norm: str = "batch",
 
   h_last, outputs = lax.scan(body, h0, (jnp.arange(steps), inputs))
   return outputs, h_last
+
+
+# --- The space as the registry sees it (`spaces.make`) ----------------------
+#
+# An architecture is a DARTS recurrent genotype: {"recurrent": [[op, from], ...],
+# "concat": [1..N]}, node j's one input pair at position j − 1.
+
+def validate(space):
+  """One-line ValueError for the first bad field of `config.space`."""
+  for field, low in (("num_nodes", 1), ("size", 1)):
+    value = space.get(field)
+    if not isinstance(value, int) or isinstance(value, bool) or value < low:
+      raise ValueError(f"config.space.{field}: expected an integer >= {low}, got {value!r}")
+  ops = list(space.get("ops", ()))
+  if not ops or len(set(ops)) != len(ops) or not set(ops) <= set(ACTIVATIONS):
+    raise ValueError(f"config.space.ops: expected distinct ops from {list(ACTIVATIONS)}, "
+                     f"got {ops!r}")
+  for field, value, choices in (("norm", space.get("norm", "none"), NORMS),
+                                ("origin", space.get("origin", "output"), ORIGINS),
+                                ("arch_init", space.get("arch_init", "ones"), ARCH_INITS)):
+    if value not in choices:
+      raise ValueError(f"config.space.{field}: expected one of {choices}, got {value!r}")
+
+
+def derive(spec: CellSpec, state, by_rank=()):
+  """Per node its one surviving (edge, op) pair (decided by the prior, unless
+  the node is in `by_rank`: a round pruned its last pair or pairs and
+  `search.keep_last` kept one, the best by rank), else its best kept pair by the
+  rank score `state.rank` (decided by rank among several survivors), else, where
+  the prior pruned every pair into the node, its best pair overall (an empty
+  node, decided by rank). Returns (genotype, decisions), one decision per node."""
+  score = np.asarray(state.rank[KIND]["ops"], np.float64).reshape(spec.num_edges, -1)
+  keep = np.asarray(state.keep[KIND]["ops"], bool).reshape(spec.num_edges, -1)
+  recurrent, decisions = [], []
+  for node in spec.intermediate:
+    pairs = [(e, o) for e in spec.in_edges(node) for o in range(len(spec.ops))]
+    kept = [(e, o) for e, o in pairs if keep[e, o]]
+    pool = kept or pairs
+    value = lambda p: score[p] if np.isfinite(score[p]) else -np.inf
+    e, o = max(pool, key=value)
+    recurrent.append([spec.ops[o], spec.edges[e][0]])
+    decisions.append({"node": node, "op": spec.ops[o], "from": spec.edges[e][0],
+                      "decided_by": ("prior" if len(kept) == 1 and node not in by_rank
+                                     else "rank"),
+                      "survivors": len(kept), "empty": not kept})
+  return {"recurrent": recurrent, "concat": list(spec.intermediate)}, decisions
+
+
+def genotype_literal(genotype):
+  """The DARTS `Genotype(recurrent=[...], concat=range(1, N + 1))` literal."""
+  pairs = ", ".join(f"('{op}', {source})" for op, source in genotype["recurrent"])
+  nodes = genotype["concat"]
+  return f"Genotype(recurrent=[{pairs}], concat=range({nodes[0]}, {nodes[-1] + 1}))"
+
+
+def genotype_masks(spec: CellSpec, genotype):
+  """Masks that switch on exactly the genotype's (edge, op) pairs and origins."""
+  ops = np.zeros((1, spec.num_edges, len(spec.ops)), np.float32)
+  if len(genotype["recurrent"]) != spec.num_nodes:
+    raise ValueError(f"genotype: {len(genotype['recurrent'])} nodes; expected "
+                     f"{spec.num_nodes} (config.space.num_nodes)")
+  for node, (op, source) in zip(spec.intermediate, genotype["recurrent"]):
+    if op not in spec.ops or not 0 <= int(source) < node:
+      raise ValueError(f"genotype: node {node} cannot take ({op!r}, {source}); expected an "
+                       f"op of {spec.ops} from a node < {node}")
+    ops[0, spec.edges.index((int(source), node)), spec.ops.index(op)] = 1.0
+  return {KIND: {"origin": jnp.asarray(ops.any(-1), jnp.float32), "ops": jnp.asarray(ops)}}
+
+
+def load_genotype(path: str, field: str = "config.train.genotype"):
+  """genotype.json of a search: {"recurrent": [[op, from], ...], "concat": [...]}."""
+  try:
+    with open(path, encoding="utf-8") as f:
+      genotype = json.load(f)
+  except (OSError, ValueError) as err:
+    raise ValueError(f"{field}: cannot read {path!r} as genotype.json "
+                     f"({err.__class__.__name__})") from None
+  recurrent = genotype.get("recurrent") if isinstance(genotype, dict) else None
+  if not recurrent or not all(isinstance(e, list) and len(e) == 2 for e in recurrent):
+    raise ValueError(f"{field}: {path} has no 'recurrent' list of [op, from_node] pairs")
+  return genotype
+
+
+def random_genotype(rng, spec: CellSpec):
+  """Each node j = 1..N one predecessor in 0..j−1 and one op, uniformly."""
+  return {"recurrent": [[str(spec.ops[rng.integers(len(spec.ops))]), int(rng.integers(j))]
+                        for j in spec.intermediate],
+          "concat": list(spec.intermediate)}
+
+
+def plot_scores(path, spec: CellSpec, state):
+  """The rank score of every kept (edge, op) pair (blank: pruned)."""
+  score = np.asarray(state.rank[KIND]["ops"]).reshape(spec.num_edges, -1)
+  keep = np.asarray(state.keep[KIND]["ops"]).reshape(spec.num_edges, -1)
+  fig = plots.figure((8, 0.25 * spec.num_edges + 1))
+  ax = fig.subplots()
+  image = ax.imshow(np.where(keep, score, np.nan), aspect="auto", cmap="viridis")
+  ax.set_yticks(range(spec.num_edges), [f"{j}→{k}" for j, k in spec.edges], fontsize=6)
+  ax.set_xticks(range(len(spec.ops)), spec.ops)
+  ax.set_title("rank score of kept (edge, op) pairs (blank: pruned)")
+  fig.colorbar(image)
+  fig.tight_layout()
+  plots.save_png(fig, path, dpi=100)
+
+
+def write(workdir, genotype, state, spec: CellSpec, by_rank=()):
+  """genotype.json, genotype.txt (the DARTS literal) and scalars.png; returns
+  the summary fields of the decisions."""
+  _, decisions = derive(spec, state, by_rank)
+  files.write_json(os.path.join(workdir, "genotype.json"), genotype)
+  files.write_text(os.path.join(workdir, "genotype.txt"), genotype_literal(genotype) + "\n")
+  plot_scores(os.path.join(workdir, "scalars.png"), spec, state)
+  by_prior = sum(d["decided_by"] == "prior" for d in decisions)
+  return {"genotype_literal": genotype_literal(genotype), "decided_by_prior": by_prior,
+          "decided_by_rank": len(decisions) - by_prior,
+          "empty_nodes": sum(d["empty"] for d in decisions), "decisions": decisions}
+
+
+def cell_parameters(size: int, num_nodes: int) -> int:
+  """Weights of the cell at hidden size n: W_0 [2n, 2n] and N × [n, 2n] (the
+  same for every genotype: node k's in-edges share W_k)."""
+  return 2 * size * 2 * size + num_nodes * size * 2 * size
+
+
+def make(space_config) -> SearchSpace:
+  """The recurrent space of `space_config` (`configs/darts_ptb_search.py`). Its
+  inputs are token windows, not images: `init_weights(key, (vocab_size,))` and
+  `apply(weights, arch, tokens [B, T], masks)` → next-token logits [B, T, V] from
+  a zero state (`lm.model`); the search itself runs in `lm.search`."""
+  validate(space_config)
+  spec = cell_spec(space_config.num_nodes, tuple(space_config.ops))
+
+  def init_weights(key, shape):
+    from bayesnas_jax.lm import model  # pylint: disable=import-outside-toplevel
+    return model.init_params(key, int(shape[0]), space_config.size, spec)
+
+  def apply(weights, arch, tokens, masks=None):
+    from bayesnas_jax.lm import model  # pylint: disable=import-outside-toplevel
+    return model.logits(weights, arch, tokens, masks, spec, space_config)
+
+  return SearchSpace(
+      name="rnn",
+      cells={KIND: spec},
+      init_weights=init_weights,
+      init_arch=lambda: init_arch(spec, space_config.get("arch_init", "ones")),
+      apply=apply,
+      derive=lambda prior_state, search: derive(spec, prior_state)[0],
+      architecture_masks=lambda genotype, arch: genotype_masks(spec, genotype),
+      export=lambda workdir, genotype, prior_state, search: write(workdir, genotype,
+                                                                  prior_state, spec),
+      load_architecture=lambda path: load_genotype(path, "genotype"),
+      random_architecture=lambda rng: random_genotype(rng, spec),
+      parameter_count=lambda genotype: cell_parameters(space_config.size,
+                                                       len(genotype["recurrent"])))

@@ -10,7 +10,6 @@ from tests.tests_support import hard_state
 
 
 def test_derivation_keeps_one_input_per_node_by_score():
-  from bayesnas_jax.lm import search as lm_search  # pylint: disable=import-outside-toplevel
   spec = rnn.cell_spec(3)                       # edges 0→1 | 0→2 1→2 | 0→3 1→3 2→3
   score = np.zeros((spec.num_edges, len(OPS)))
   keep = np.ones_like(score, bool)
@@ -19,7 +18,7 @@ def test_derivation_keeps_one_input_per_node_by_score():
   score[5, 1], score[4, 0] = 9.0, 3.0           # node 3: relu from 2 is pruned → tanh from 1
   keep[5, 1] = False
   state = hard_state(score={"rnn": {"ops": score}}, keep={"rnn": {"ops": keep}})
-  genotype, decisions = lm_search.derive(spec, state, None)
+  genotype, decisions = rnn.derive(spec, state)
   assert genotype == {"recurrent": [["sigmoid", 0], ["identity", 1], ["tanh", 1]],
                       "concat": [1, 2, 3]}
   # Every node kept several pairs: each decision is the rank's, none empty.
@@ -27,19 +26,19 @@ def test_derivation_keeps_one_input_per_node_by_score():
   assert [d["survivors"] for d in decisions] == [4, 8, 11]
   only = np.zeros_like(keep)
   only[0, 2] = only[2, 3] = only[4, 0] = True  # one survivor per node
-  _, decided = lm_search.derive(spec, state.replace(keep={"rnn": {"ops": only}}), None)
+  _, decided = rnn.derive(spec, state.replace(keep={"rnn": {"ops": only}}))
   assert [d["decided_by"] for d in decided] == ["prior"] * 3
-  assert lm_search.genotype_literal(genotype) == (
+  assert rnn.genotype_literal(genotype) == (
       "Genotype(recurrent=[('sigmoid', 0), ('identity', 1), ('tanh', 1)], "
       "concat=range(1, 4))")
   keep[:, :] = False                            # everything pruned: best pair regardless
-  pruned, decided = lm_search.derive(spec, state, None)
+  pruned, decided = rnn.derive(spec, state)
   assert pruned["recurrent"][2] == ["relu", 2]
   assert all(d["empty"] and d["decided_by"] == "rank" for d in decided)  # said, not silent
-  masks = np.asarray(lm_search.genotype_masks(spec, genotype)["rnn"]["ops"][0])
+  masks = np.asarray(rnn.genotype_masks(spec, genotype)["rnn"]["ops"][0])
   assert masks.sum() == 3 and masks[0, 2] == masks[2, 3] == masks[4, 0] == 1
   with pytest.raises(ValueError, match="node 2 cannot take"):
-    lm_search.genotype_masks(spec, {"recurrent": [["tanh", 0], ["tanh", 2], ["tanh", 0]],
+    rnn.genotype_masks(spec, {"recurrent": [["tanh", 0], ["tanh", 2], ["tanh", 0]],
                                     "concat": [1, 2, 3]})
 
 
