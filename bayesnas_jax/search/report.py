@@ -45,10 +45,11 @@ def write_architecture(workdir, spec, prune_threshold, grouping, space_summary):
                     "rounds": rounds})
 
 
-def write_search_outputs(config, workdir, space, state, position):
-  """The derived architecture (the space's files: genotype.json, plots, …) and
-  architecture.json with every round's records."""
-  prior_state = jax.device_get(state["prior"])
+def write_search_outputs(config, workdir, space, prior_state, position):
+  """The derived architecture (the space's files: genotype.json, plots, …) from
+  the search's last `prior.HardState`, and architecture.json with every round's
+  records."""
+  prior_state = jax.device_get(prior_state)
   architecture = space.derive(prior_state, config.search)
   position["space_summary"] = space.export(workdir, architecture, prior_state, config.search)
   write_architecture(workdir, next(iter(space.cells.values())),

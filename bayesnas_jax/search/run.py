@@ -198,7 +198,7 @@ def run_search(config, workdir: str, log=print, space=None):
       if kind == "test":
         _finish_test(run.state, workdir, writer, position)
       if kind == "update" and round_ == config.search.rounds - 1:
-        report.write_search_outputs(config, workdir, space, run.state, position)
+        report.write_search_outputs(config, workdir, space, run.state["prior"], position)
         _log_decisions(position.get("space_summary", {}), log)
         if config.retrain.epochs:
           run.state = jax.device_put(
