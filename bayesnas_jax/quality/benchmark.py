@@ -119,21 +119,24 @@ def _train_cell(config, genotype_path, seed, workdir, log):
   return train.train_and_evaluate(eval_config, workdir, log=lambda _: None)
 
 
-def _plot(result, path_prefix):
+def plot_searched_vs_random(result, path_prefix, value="test_accuracy",
+                            xlabel="test accuracy (short protocol)"):
+  """quality.png/.pdf: each random cell's `value` as a dot, each searched cell's
+  as a line with its percentile."""
   fig = plots.figure((7.0, 3.2))
   ax = fig.add_subplot()
-  randoms = [r["test_accuracy"] for r in result["random"]]
+  randoms = [r[value] for r in result["random"]]
   ax.scatter(randoms, np.zeros(len(randoms)) + np.linspace(-0.15, 0.15, len(randoms)),
              color="grey", alpha=0.6, label=f"random cells (R = {len(randoms)})")
   for i, searched in enumerate(result["searched"]):
-    ax.axvline(searched["test_accuracy"], color=f"C{i}", lw=2,
+    ax.axvline(searched[value], color=f"C{i}", lw=2,
                label=f"seed {searched['seed']}: {searched['percentile']:.0f}th percentile")
   ax.set_yticks([])
   ax.set_ylim(-1, 1)
-  ax.set_xlabel("test accuracy (short protocol)")
+  ax.set_xlabel(xlabel)
   ax.set_title(f"{result['space']}: searched vs random cells; mean percentile "
                f"{result['mean_percentile']:.1f}", fontsize=9)
-  ax.legend(fontsize=7, loc="lower left")
+  ax.legend(fontsize=7, loc="best")
   plots.save(fig, path_prefix)
 
 
@@ -153,10 +156,10 @@ def _comparable(protocol):
   return protocol
 
 
-def _random_pool(config, pool_dir):
+def check_random_pool(protocol, pool_dir):
   """Checks (or records) that the random cells in `pool_dir` were trained with
-  this config's protocol, so that several benchmarks can share them."""
-  protocol = _comparable(protocol_config(config, "", 0).to_dict())
+  `protocol` (a JSON-able dict), so that several benchmarks can share them."""
+  protocol = _comparable(protocol)
   path = os.path.join(pool_dir, "random", "protocol.json")
   if os.path.exists(path):
     with open(path, encoding="utf-8") as f:
@@ -166,6 +169,20 @@ def _random_pool(config, pool_dir):
                        f"another protocol ({path}); use a fresh directory")
   else:
     files.write_json(path, protocol)
+
+
+def draw_random_cells(space, pool_dir, random_seed, count):
+  """`count` architectures drawn uniformly from `space` by a generator seeded with
+  `random_seed`, each written once to `pool_dir/random/r<seed>_<i>.json`."""
+  rng = np.random.default_rng(random_seed)
+  randoms = []
+  for i in range(count):
+    architecture = space.random_architecture(rng)
+    path = os.path.join(pool_dir, "random", f"r{random_seed}_{i:03d}.json")
+    if not os.path.exists(path):
+      files.write_json(path, architecture)
+    randoms.append({"index": i, "genotype_file": path, "architecture": architecture})
+  return randoms
 
 
 def run_quality(config, workdir, seeds, random_cells, random_seed=1000, log=print,
@@ -237,15 +254,8 @@ def run_quality(config, workdir, seeds, random_cells, random_seed=1000, log=prin
   if table is not None:
     return _table_result(space, table, searched, workdir, log)
   pool = random_workdir or workdir
-  _random_pool(config, pool)
-  rng = np.random.default_rng(random_seed)
-  randoms = []
-  for i in range(random_cells):
-    architecture = space.random_architecture(rng)
-    path = os.path.join(pool, "random", f"r{random_seed}_{i:03d}.json")
-    if not os.path.exists(path):
-      files.write_json(path, architecture)
-    randoms.append({"index": i, "genotype_file": path, "architecture": architecture})
+  check_random_pool(protocol_config(config, "", 0).to_dict(), pool)
+  randoms = draw_random_cells(space, pool, random_seed, random_cells)
   # Every cell is trained with the same training seeds: differences between
   # cells are not differences of initialisation luck.
   cells = [(f"searched_seed{s['seed']}", s, workdir) for s in searched]
@@ -282,7 +292,7 @@ def run_quality(config, workdir, seeds, random_cells, random_seed=1000, log=prin
       "protocol": protocol_config(config, "", 0).to_dict(),
   }
   files.write_json(os.path.join(workdir, "quality.json"), result)
-  _plot(result, os.path.join(workdir, "quality"))
+  plot_searched_vs_random(result, os.path.join(workdir, "quality"))
   return {k: result[k] for k in ("space", "mean_percentile", "mean_searched_accuracy",
                                  "random_accuracy")} | {
       "searched": [{k: s[k] for k in ("seed", "test_accuracy", "percentile",

@@ -20,8 +20,9 @@ import os
 import jax
 import numpy as np
 
-from bayesnas_jax import files, plots, spaces
-from bayesnas_jax.quality.benchmark import percentile, stability
+from bayesnas_jax import files, spaces
+from bayesnas_jax.quality.benchmark import (check_random_pool, draw_random_cells, percentile,
+                                            plot_searched_vs_random, stability)
 
 
 def protocol_config(config, genotype_path, seed):
@@ -58,20 +59,6 @@ def _train(config, genotype_path, seed, workdir, log):
     return json.load(f)
 
 
-def _random_pool(config, pool_dir):
-  """Checks (or records) that the random cells in `pool_dir` were trained with
-  this protocol, so that several benchmarks can share them."""
-  protocol = json.loads(json.dumps(protocol_config(config, "", 0).to_dict(), default=str))
-  path = os.path.join(pool_dir, "random", "protocol.json")
-  if os.path.exists(path):
-    with open(path, encoding="utf-8") as f:
-      if json.load(f) != protocol:
-        raise ValueError(f"--random_workdir {pool_dir}: its random cells were trained with "
-                         f"another protocol ({path}); use a fresh directory")
-  else:
-    files.write_json(path, protocol)
-
-
 def run_quality(config, workdir, seeds, random_cells, random_seed, log, random_workdir=None,
                 train_seeds=(0,)):
   """Runs the benchmark (module docstring); returns and writes quality.json and
@@ -101,15 +88,8 @@ def run_quality(config, workdir, seeds, random_cells, random_seed, log, random_w
                      "decided_by_rank": summary["decided_by_rank"],
                      "search_seconds": summary["seconds"]})
   pool = random_workdir or workdir
-  _random_pool(config, pool)
-  rng = np.random.default_rng(random_seed)
-  randoms = []
-  for i in range(random_cells):
-    architecture = space.random_architecture(rng)
-    path = os.path.join(pool, "random", f"r{random_seed}_{i:03d}.json")
-    if not os.path.exists(path):
-      files.write_json(path, architecture)
-    randoms.append({"index": i, "genotype_file": path, "architecture": architecture})
+  check_random_pool(protocol_config(config, "", 0).to_dict(), pool)
+  randoms = draw_random_cells(space, pool, random_seed, random_cells)
   cells = [(f"searched_seed{s['seed']}", s, workdir) for s in searched]
   cells += [(f"random_r{random_seed}_{r['index']:03d}", r, pool) for r in randoms]
   runs = [(cell, t) for cell in cells for t in train_seeds]
@@ -147,7 +127,8 @@ def run_quality(config, workdir, seeds, random_cells, random_seed, log, random_w
                                         default=str)),
   }
   files.write_json(os.path.join(workdir, "quality.json"), result)
-  _plot(result, os.path.join(workdir, "quality"))
+  plot_searched_vs_random(result, os.path.join(workdir, "quality"), value="test_perplexity",
+                          xlabel="test perplexity (lower is better)")
   log(f"searched {result['searched_test_perplexity']['mean']:.1f} "
       f"(sd {result['searched_test_perplexity']['sd']:.1f}), random "
       f"{result['random_test_perplexity']['mean']:.1f} "
@@ -159,20 +140,3 @@ def run_quality(config, workdir, seeds, random_cells, random_seed, log, random_w
       "searched": [{k: s[k] for k in ("seed", "genotype_literal", "test_perplexity",
                                       "percentile", "search_seconds")} for s in searched]}
 
-
-def _plot(result, path_prefix):
-  fig = plots.figure((7.0, 3.2))
-  ax = fig.add_subplot()
-  randoms = [r["test_perplexity"] for r in result["random"]]
-  ax.scatter(randoms, np.zeros(len(randoms)) + np.linspace(-0.15, 0.15, len(randoms)),
-             color="grey", alpha=0.6, label=f"random cells (R = {len(randoms)})")
-  for i, searched in enumerate(result["searched"]):
-    ax.axvline(searched["test_perplexity"], color=f"C{i}", lw=2,
-               label=f"seed {searched['seed']}: {searched['percentile']:.0f}th percentile")
-  ax.set_yticks([])
-  ax.set_ylim(-1, 1)
-  ax.set_xlabel("test perplexity (lower is better)")
-  ax.set_title(f"rnn: searched vs random cells; mean percentile "
-               f"{result['mean_percentile']:.0f}", fontsize=9)
-  ax.legend(fontsize=7, loc="lower right")
-  plots.save(fig, path_prefix)

@@ -12,15 +12,20 @@ from configs import darts_ptb_search
 from tests.tests_support import write_corpus
 
 
-def _config(corpus):
-  config = darts_ptb_search.get_config("cpu")
-  config.data.path = str(corpus)
+def _tiny(config):
+  """Size 8, two nodes, windows of 5 tokens, batch 8, the whole validation text."""
   config.space.size = 8
   config.space.num_nodes = 2
   config.input.batch_size = 8
   config.input.bptt = 5
   config.input.random_length = False
   config.input.valid_tokens = 0
+  return config
+
+
+def _config(corpus):
+  config = _tiny(darts_ptb_search.get_config("cpu"))
+  config.data.path = str(corpus)
   config.search.steps_per_round = 10
   config.search.rounds = 1
   config.search.curvature_windows = 2
@@ -41,13 +46,7 @@ def quality(tmp_path_factory):
   original = eval_module.get_config
 
   def tiny_eval(arg=None):
-    e = original(arg)
-    e.space.size = 8
-    e.space.num_nodes = 2
-    e.input.batch_size = 8
-    e.input.bptt = 5
-    e.input.random_length = False
-    e.input.valid_tokens = 0
+    e = _tiny(original(arg))
     e.train.epochs = 1
     e.train.steps_per_epoch = 10
     return e
