@@ -72,7 +72,7 @@ import optax
 from bayesnas_jax import prior
 
 PRUNE_THRESHOLD = prior.PRUNE_THRESHOLD
-RANK_BY = ("gamma", "curvature", "saliency")
+RANK_BY = prior.RANK_BY
 
 
 HardState = prior.HardState  # γ, ω, keep and the update count per scalar

@@ -267,9 +267,8 @@ def _search(run, config, space, steps, cell_steps, corpus, train, valid, workdir
         log(f"  node {d['node']}: ({d['op']}, {d['from']}) kept by search.keep_last after "
             f"the prior pruned the node's last pairs")
     fields = rnn.write(workdir, genotype, state, spec, by_rank)
-    report.write_architecture(workdir, spec, config.search.get("prune_threshold",
-                                                             prior.PRUNE_THRESHOLD),
-                              "cell_type", fields)
+    # The threshold the update used (lm's hard_update takes the default).
+    report.write_architecture(workdir, spec, prior.PRUNE_THRESHOLD, "cell_type", fields)
     log(f"derived cell: {rnn.genotype_literal(genotype)}")
     # The derived cell, trained from scratch with only its scalars on.
     key, k_init = jax.random.split(run.state["key"])

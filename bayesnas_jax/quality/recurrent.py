@@ -66,7 +66,8 @@ def run_quality(config, workdir, seeds, random_cells, random_seed, log, random_w
   from bayesnas_jax.lm import search as lm_search  # pylint: disable=import-outside-toplevel
   lm_search.validate(config)
   space = spaces.make(config.space)
-  protocol_config(config, "", 0)  # a missing or bad protocol fails before any work
+  # The protocol as data; a missing or bad one fails here, before any work.
+  protocol = json.loads(json.dumps(protocol_config(config, "", 0).to_dict(), default=str))
   os.makedirs(workdir, exist_ok=True)
   searched = []
   for seed in seeds:
@@ -88,7 +89,7 @@ def run_quality(config, workdir, seeds, random_cells, random_seed, log, random_w
                      "decided_by_rank": summary["decided_by_rank"],
                      "search_seconds": summary["seconds"]})
   pool = random_workdir or workdir
-  check_random_pool(protocol_config(config, "", 0).to_dict(), pool)
+  check_random_pool(protocol, pool)
   randoms = draw_random_cells(space, pool, random_seed, random_cells)
   cells = [(f"searched_seed{s['seed']}", s, workdir) for s in searched]
   cells += [(f"random_r{random_seed}_{r['index']:03d}", r, pool) for r in randoms]
@@ -123,8 +124,7 @@ def run_quality(config, workdir, seeds, random_cells, random_seed, log, random_w
       "decided_by_rank": int(sum(s["decided_by_rank"] for s in searched)),
       "searched": searched, "random": randoms,
       "stability": stability([_edges(s["architecture"]) for s in searched]),
-      "protocol": json.loads(json.dumps(protocol_config(config, "", 0).to_dict(),
-                                        default=str)),
+      "protocol": protocol,
   }
   files.write_json(os.path.join(workdir, "quality.json"), result)
   plot_searched_vs_random(result, os.path.join(workdir, "quality"), value="test_perplexity",
