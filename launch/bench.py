@@ -72,7 +72,7 @@ def _time_source(config, space, state, batch, train_s):
     args = _train_args(config, state, batch)
     fn = train_step
   else:
-    args = (state["params"], batch, state["masks"], key)
+    args = (state.params, batch, state.masks, key)
     fn = curvature_step
   start = time.perf_counter()
   compiled = fn.lower(*args).compile()
@@ -83,10 +83,10 @@ def _time_source(config, space, state, batch, train_s):
 
 
 def _train_args(config, state, batch):
-  penalty = objective.penalty_weights(state["prior"].omega,
+  penalty = objective.penalty_weights(state.prior.omega,
                                       objective.penalty_lambdas(config.search, 1))
-  return (state["params"], state["opt_state"], batch, jax.random.PRNGKey(1), penalty,
-          state["masks"], jnp.asarray(1.0))
+  return (state.params, state.opt_state, batch, jax.random.PRNGKey(1), penalty,
+          state.masks, jnp.asarray(1.0))
 
 
 def _round(config, space, state, train_s, curvature_s):
@@ -104,12 +104,12 @@ def _round(config, space, state, train_s, curvature_s):
   if config.search.curvature_pass == "during":
     k = config.search.curvature_batches
     steps["curvature"] = min(k, steps["train"]) if k > 0 else steps["train"]
-  curvature = jax.tree_util.tree_map(lambda a: jnp.abs(a) + 0.1, state["params"]["arch"])
+  curvature = jax.tree_util.tree_map(lambda a: jnp.abs(a) + 0.1, state.params["arch"])
   search = config.search
 
   def update():
     return hard.hard_update(
-        state["params"]["arch"], curvature, state["prior"], spec=spaces.cell_specs(space),
+        state.params["arch"], curvature, state.prior, spec=spaces.cell_specs(space),
         lambda_w=float(search.lambda_w), grouping=search.grouping,
         dependency=search.dependency, threshold=float(search.prune_threshold),
         rank_by=search.get("rank_by", "gamma"),
@@ -194,7 +194,7 @@ def main(argv):
       "curvature_source": sources[0],
       "curvature_samples": int(config.search.get("curvature_samples", 1)),
       "arch_scalars": int(sum(np.size(a) for a in jax.tree_util.tree_leaves(
-          state["params"]["arch"]))),
+          state.params["arch"]))),
       "curvature_step_s": timed[sources[0]]["curvature_step_s"],
       "ratio": timed[sources[0]]["ratio"],
       "sources": timed,

@@ -32,7 +32,9 @@ from __future__ import annotations
 import os
 import sys
 import time
+from typing import Any
 
+import flax.struct
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -44,6 +46,23 @@ from bayesnas_jax import files, nn, plots, value_grad_curvature
 from bayesnas_jax.compress import groups, models, structure
 from bayesnas_jax.checkpoints import Interrupted
 from bayesnas_jax.loop import Run
+
+
+@flax.struct.dataclass
+class CompressState:
+  """What a compression run carries between steps (and checkpoints): the
+  model's `params` and other collections (`model_state`, e.g. batch
+  statistics), the optimizer state, the 0/1 `masks` on every parameter, the
+  HARD state of each penalised layer (`priors`, `groups.init_state`), each
+  layer's kernel mask of surviving units, and the current epoch's losses (for
+  its log line)."""
+  params: Any
+  model_state: Any
+  opt_state: Any
+  masks: Any
+  priors: Any
+  kernel_masks: Any
+  losses: jax.Array
 
 ZERO_CURVATURE = ("keep", "prune")
 # bayes: Algorithm 2. magnitude / group_lasso: the baselines of the same tool — the
@@ -344,14 +363,14 @@ def run_compress(config, workdir: str, log=_log):
   # Created only now (with the loop's WORKDIR/checkpoints), so that a foreign
   # checkpoint leaves nothing behind.
   os.makedirs(workdir, exist_ok=True)
-  run = Run(workdir, {
-      "params": params, "state": state, "opt_state": opt_state,
-      "masks": jax.tree_util.tree_map(jnp.ones_like, params),
-      "states": {name: groups.init_state(params[name]["kernel"].shape, kinds[name])
-                 for name in kinds},
-      "kernel_masks": {layer.name: jnp.ones(params[layer.name]["kernel"].shape, bool)
-                       for layer in layers},
-      "losses": jnp.zeros(steps, jnp.float32)},  # the current epoch's, for its log line
+  run = Run(workdir, CompressState(
+      params=params, model_state=state, opt_state=opt_state,
+      masks=jax.tree_util.tree_map(jnp.ones_like, params),
+      priors={name: groups.init_state(params[name]["kernel"].shape, kinds[name])
+              for name in kinds},
+      kernel_masks={layer.name: jnp.ones(params[layer.name]["kernel"].shape, bool)
+                    for layer in layers},
+      losses=jnp.zeros(steps, jnp.float32)),
             checkpoint_every_steps=config.get("checkpoint_every_steps", 0),
             stop_after_steps=config.get("stop_after_steps", 0), hint=hint, log=log)
   try:
@@ -370,7 +389,7 @@ def _compress(config, workdir, log, run, model, topology, kinds, train, test, st
   batch_size = config.input.batch_size
 
   def epoch_line(phase, epoch):
-    losses = jax.device_get(run.state["losses"])
+    losses = jax.device_get(run.state.losses)
     return f"{phase}: epoch {epoch + 1}, loss {float(np.mean(losses)):.4f}"
 
   def run_epochs(phase, count, first, use_penalty, decay=False, teacher=None, distill=0.0):
@@ -388,10 +407,10 @@ def _compress(config, workdir, log, run, model, topology, kinds, train, test, st
       extra = () if teacher is None else (jnp.asarray(teacher[index]), distill_weight)
       s = run.state
       params, state, opt_state, loss = train_step(
-          s["params"], s["state"], s["opt_state"], train.images[index], train.labels[index],
-          s["states"], s["masks"], jnp.float32(use_penalty), scales[i], *extra)
-      run.state = {**s, "params": params, "state": state, "opt_state": opt_state,
-                   "losses": s["losses"].at[step].set(loss)}
+          s.params, s.model_state, s.opt_state, train.images[index], train.labels[index],
+          s.priors, s.masks, jnp.float32(use_penalty), scales[i], *extra)
+      run.state = s.replace(params=params, model_state=state, opt_state=opt_state,
+                            losses=s.losses.at[step].set(loss))
       last = step == steps - 1
       try:
         run.advance(phase, {"loss": loss})
@@ -434,10 +453,10 @@ def _compress(config, workdir, log, run, model, topology, kinds, train, test, st
       epochs = config.train.baseline_epochs
       run_epochs("baseline", epochs, 0, 0.0, decay)
       s = run.state
-      save_baseline(os.path.join(workdir, "baseline"), s["params"], s["state"], s["opt_state"],
+      save_baseline(os.path.join(workdir, "baseline"), s.params, s.model_state, s.opt_state,
                     epochs)
-      baseline = (s["params"], s["state"])
-    params, state = run.state["params"], run.state["state"]
+      baseline = (s.params, s.model_state)
+    params, state = run.state.params, run.state.model_state
     arch_before = topology.architecture(topology.param_masks(everything, params)[1])
     run.finish("baseline", epochs=epochs, test_error=test_error(eval_step, params, state, test),
                params=int(sum(np.size(v) for v in jax.tree_util.tree_leaves(params))),
@@ -472,12 +491,12 @@ def _compress(config, workdir, log, run, model, topology, kinds, train, test, st
     update = f"update {round_ + 1}"
     if not run.finished(update):
       s = run.state
-      params = s["params"]
+      params = s.params
       curvature = None
       for b in range(config.compress.curvature_batches):
         index = data_lib.batch_indices(len(train), batch_size, seed=config.seed + 1,
                                        epoch=round_, step=b % steps)
-        c = curvature_step(params, s["state"], train.images[index], train.labels[index])
+        c = curvature_step(params, s.model_state, train.images[index], train.labels[index])
         curvature = c if curvature is None else jax.tree_util.tree_map(jnp.add, curvature, c)
       curvature = jax.tree_util.tree_map(lambda h: h / config.compress.curvature_batches,
                                          curvature)
@@ -487,7 +506,7 @@ def _compress(config, workdir, log, run, model, topology, kinds, train, test, st
       kernels = {name: params[name]["kernel"] for name in kinds}
       hs = {name: curvature[name]["kernel"] for name in kinds}
       round_lambdas = {name: value * factor for name, value in lambdas.items()}
-      states, group_h = groups.tree_update_jit(kernels, hs, s["states"], round_lambdas,
+      states, group_h = groups.tree_update_jit(kernels, hs, s.priors, round_lambdas,
                                                threshold=config.compress.prune_threshold,
                                                rule=config.compress.prune_rule)
       if config.compress.zero_curvature == "prune":
@@ -500,13 +519,13 @@ def _compress(config, workdir, log, run, model, topology, kinds, train, test, st
                                    if layer.name in states else everything[layer.name])
                       for layer in layers}
       params, masks, unit, alive = apply_kernel_masks(kernel_masks, params)
-      run.state = {**s, "params": params, "masks": masks, "states": states,
-                   "kernel_masks": {name: jnp.asarray(m) for name, m in kernel_masks.items()}}
+      run.state = s.replace(params=params, masks=masks, priors=states, kernel_masks={
+          name: jnp.asarray(m) for name, m in kernel_masks.items()})
       arch = topology.architecture(alive)
       kept = {name: int(np.sum(unit[name])) for name in unit}
       record = {"round": round_ + 1, "lambda_factor": factor, "architecture": arch,
                 "kept_weights": kept, "removed_blocks": list(topology.removed(alive)),
-                "test_error": test_error(eval_step, params, s["state"], test)}
+                "test_error": test_error(eval_step, params, s.model_state, test)}
       log(f"round {round_ + 1}: {arch}, test error {record['test_error']:.2f}%, weights kept "
           + ", ".join(f"{k} {v}" for k, v in kept.items()))
       run.finish(update, **record)
@@ -515,19 +534,18 @@ def _compress(config, workdir, log, run, model, topology, kinds, train, test, st
     s = run.state
     counts = topology.parse(config.compress.target_architecture)
     kernel_masks = structure.select_by_norm(
-        layers, {layer.name: s["params"][layer.name]["kernel"] for layer in layers}, counts)
-    params, masks, _, alive = apply_kernel_masks(kernel_masks, s["params"])
-    run.state = {**s, "params": params, "masks": masks,
-                 "kernel_masks": {layer.name: jnp.asarray(kernel_masks[layer.name], bool)
-                                  for layer in layers}}
+        layers, {layer.name: s.params[layer.name]["kernel"] for layer in layers}, counts)
+    params, masks, _, alive = apply_kernel_masks(kernel_masks, s.params)
+    run.state = s.replace(params=params, masks=masks, kernel_masks={
+        layer.name: jnp.asarray(kernel_masks[layer.name], bool) for layer in layers})
     log(f"{method}: kept the largest-norm units, {topology.architecture(alive)}")
     run.finish("select")
   epoch_phase("fine-tune", config.compress.finetune_epochs, epochs, 0.0, decay, teacher,
               distill)
   s = run.state
-  params, state, masks = s["params"], s["state"], s["masks"]
+  params, state, masks = s.params, s.model_state, s.masks
   # The units the last update (or the baselines' cut) left, from its kernel masks.
-  alive = topology.param_masks({name: np.asarray(m) for name, m in s["kernel_masks"].items()},
+  alive = topology.param_masks({name: np.asarray(m) for name, m in s.kernel_masks.items()},
                                params)[1]
   error_masked = test_error(eval_step, params, state, test)
   small, small_params, small_state, description = topology.compress(

@@ -87,7 +87,7 @@ class GrainFeed:
                                  np.zeros((self.local_batch - valid,), np.int32)])
       arrays = host_batch({"image": images, "label": labels,
                            "mask": np.arange(self.local_batch) < valid}, sharding)
-      out = eval_step(state["params"], state["batch_stats"], arrays["image"], arrays["label"],
+      out = eval_step(state.params, state.batch_stats, arrays["image"], arrays["label"],
                       arrays["mask"])
       sums = out if sums is None else sums + out
     loss_sum, correct = (float(v) for v in jax.device_get(sums))

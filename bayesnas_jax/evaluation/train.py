@@ -21,7 +21,9 @@ import json
 import math
 import os
 import time
+from typing import Any
 
+import flax.struct
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -181,6 +183,17 @@ def make_steps(config, genotype, steps_per_epoch):
   return _STEP_CACHE[key]
 
 
+@flax.struct.dataclass
+class TrainState:
+  """What a cell's training carries between steps (and checkpoints): the
+  network's parameters and batch statistics, the optimizer state, and the
+  epoch's running (Σ loss, Σ correct, n) over its training batches."""
+  params: Any
+  batch_stats: Any
+  opt_state: Any
+  train_sums: jax.Array
+
+
 def _build_steps(config, genotype, steps_per_epoch):
   model, train_config, input_config = config.model.to_dict(), config.train, config.input
   net = models.get(config.model)
@@ -189,13 +202,13 @@ def _build_steps(config, genotype, steps_per_epoch):
 
   @jax.jit
   def train_step(state, batch, key, drop_prob):
-    """One SGD step; adds (Σ loss, Σ correct, n) to state["train_sums"]."""
+    """One SGD step; adds (Σ loss, Σ correct, n) to `state.train_sums`."""
     k_images, k_drop = jax.random.split(key)
     images = prepare_images(batch["image"], k_images, input_config, model["image_size"], True)
     labels = batch["label"]
 
     def loss_fn(params):
-      logits, aux, stats = net.apply(params, state["batch_stats"], images, genotype,
+      logits, aux, stats = net.apply(params, state.batch_stats, images, genotype,
                                      model, train=True, key=k_drop,
                                      drop_path_prob=drop_prob)
       loss = jnp.mean(cross_entropy(logits, labels, smoothing))
@@ -204,13 +217,13 @@ def _build_steps(config, genotype, steps_per_epoch):
         total = total + aux_weight * jnp.mean(cross_entropy(aux, labels, smoothing))
       return total, (loss, logits, stats)
 
-    grads, (loss, logits, stats) = jax.grad(loss_fn, has_aux=True)(state["params"])
-    updates, opt_state = optimizer.update(grads, state["opt_state"], state["params"])
+    grads, (loss, logits, stats) = jax.grad(loss_fn, has_aux=True)(state.params)
+    updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
     correct = jnp.sum(jnp.argmax(logits, -1) == labels)
     n = labels.shape[0]
-    sums = state["train_sums"] + jnp.stack([loss * n, correct, n]).astype(jnp.float32)
-    new_state = {"params": optax.apply_updates(state["params"], updates),
-                 "batch_stats": stats, "opt_state": opt_state, "train_sums": sums}
+    sums = state.train_sums + jnp.stack([loss * n, correct, n]).astype(jnp.float32)
+    new_state = TrainState(params=optax.apply_updates(state.params, updates),
+                           batch_stats=stats, opt_state=opt_state, train_sums=sums)
     return new_state, {"loss": loss, "accuracy": correct / n}
 
   @jax.jit
@@ -234,8 +247,9 @@ def initial_state(config, genotype, key, optimizer):
   if cache_key not in _STEP_CACHE:
     def build(key, optimizer):
       params, batch_stats = net.init(key, genotype, model)
-      return {"params": params, "batch_stats": batch_stats, "opt_state": optimizer.init(params),
-              "train_sums": jnp.zeros((3,), jnp.float32)}
+      return TrainState(params=params, batch_stats=batch_stats,
+                        opt_state=optimizer.init(params),
+                        train_sums=jnp.zeros((3,), jnp.float32))
     _STEP_CACHE[cache_key] = jax.jit(build, static_argnums=1)
   return _STEP_CACHE[cache_key](key, optimizer)
 
@@ -253,7 +267,7 @@ def evaluate(eval_step, state, dataset, batch_size, sharding=None):
              "mask": np.arange(batch_size) < valid}
     if sharding is not None:
       batch = global_batch(batch, sharding)
-    sums = sums + eval_step(state["params"], state["batch_stats"], batch["image"],
+    sums = sums + eval_step(state.params, state.batch_stats, batch["image"],
                             batch["label"], batch["mask"])
   loss_sum, correct = (float(v) for v in jax.device_get(sums))
   return {"loss": loss_sum / n, "accuracy": correct / n, "examples": n}
@@ -376,9 +390,9 @@ def train_and_evaluate(config, workdir: str, log=print) -> dict:
                        images_per_s=rate)
         run.advance(phase)
       state = run.state
-      loss_sum, correct, n = (float(v) for v in jax.device_get(state["train_sums"]))
-      run.state = {**state, "train_sums": jax.device_put(jnp.zeros((3,), jnp.float32),
-                                                         state["train_sums"].sharding)}
+      loss_sum, correct, n = (float(v) for v in jax.device_get(state.train_sums))
+      run.state = state.replace(train_sums=jax.device_put(jnp.zeros((3,), jnp.float32),
+                                                          state.train_sums.sharding))
       record = {"train_loss": loss_sum / n, "train_accuracy": correct / n,
                 "learning_rate": lr, "drop_path_prob": float(drop_prob)}
       if (epoch + 1) % config.train.eval_every_epochs == 0 or epoch + 1 == epochs:

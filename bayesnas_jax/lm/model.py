@@ -12,7 +12,9 @@ from __future__ import annotations
 import math
 import sys
 import types
+from typing import Any
 
+import flax.struct
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -31,6 +33,27 @@ _HINT = "lower train.learning_rate or search.arch_learning_rate, or check the da
 
 def _log(message):
   print(message, file=sys.stderr, flush=True)
+
+
+@flax.struct.dataclass
+class LMState:
+  """What the language-model runs carry between steps (and checkpoint): the
+  weights (`init_params`), the architecture scalars, the weights' and the
+  scalars' optimizer states, the dropout key and the hidden state carried from
+  window to window. The search adds its HARD state (`prior`) and keep masks;
+  a cell's training adds ASGD's averaged weights once averaging has begun
+  (`average`, over `average_count` iterates). Fields a run does not use stay
+  None, so each run's tree keeps one structure from start to end."""
+  params: Any
+  arch: Any
+  opt_w: Any
+  opt_a: Any
+  key: jax.Array
+  h: jax.Array
+  prior: Any = None
+  masks: Any = None
+  average: Any = None
+  average_count: Any = None
 
 
 def init_params(key, vocab_size: int, size: int, spec, init_range: float = 0.1):
@@ -251,13 +274,13 @@ def _running_mean(mean, params, count):
 
 def _epoch(steps, run, masks, omega, stream, config, epoch, limit, phase, log,
            average=False):
-  """One epoch (or `limit` steps) of `steps.train_step` on `run.state` ("params",
-  "arch", "opt_w", "opt_a", "key", "h"; with `average`, ASGD's "average" and
-  "average_count" too, updated after every step), as phase `phase` of the
+  """One epoch (or `limit` steps) of `steps.train_step` on `run.state` (an
+  `LMState`; with `average`, ASGD's average is updated after every step too),
+  as phase `phase` of the
   resumable `run` (`loop.Run`): a relaunch skips the windows already done.
   Returns the steps done in the phase."""
   if run.step(phase) == 0:
-    run.state = {**run.state, "h": jnp.zeros((stream.shape[0], config.space.size))}
+    run.state = run.state.replace(h=jnp.zeros((stream.shape[0], config.space.size)))
   losses = []
   for i, (inputs, targets, length) in enumerate(
       text.windows(stream, config.input.bptt, seed=config.seed, epoch=epoch,
@@ -268,15 +291,14 @@ def _epoch(steps, run, masks, omega, stream, config, epoch, limit, phase, log,
     if i < run.step(phase):
       continue  # done before a relaunch
     s = run.state
-    key, sub = jax.random.split(s["key"])
+    key, sub = jax.random.split(s.key)
     params, arch, opt_w, opt_a, loss, h = steps.train_step(
-        s["params"], s["arch"], s["opt_w"], s["opt_a"], masks, omega, jnp.asarray(inputs),
-        jnp.asarray(targets), s["h"], sub, jnp.float32(length / config.input.bptt))
-    new = {**s, "params": params, "arch": arch, "opt_w": opt_w, "opt_a": opt_a, "key": key,
-           "h": h}
+        s.params, s.arch, s.opt_w, s.opt_a, masks, omega, jnp.asarray(inputs),
+        jnp.asarray(targets), s.h, sub, jnp.float32(length / config.input.bptt))
+    new = s.replace(params=params, arch=arch, opt_w=opt_w, opt_a=opt_a, key=key, h=h)
     if average:
-      new["average"] = _running_mean(s["average"], params, s["average_count"])
-      new["average_count"] = s["average_count"] + 1
+      new = new.replace(average=_running_mean(s.average, params, s.average_count),
+                        average_count=s.average_count + 1)
     run.state = new
     losses.append(loss)
     run.advance(phase, {"loss": loss})

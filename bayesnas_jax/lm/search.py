@@ -38,8 +38,8 @@ import numpy as np
 from bayesnas_jax import files, prior, spaces
 from bayesnas_jax.data import text
 from bayesnas_jax.loop import Run
-from bayesnas_jax.lm.model import (_HINT, _epoch, _log, _masked, init_params, perplexity,
-                                   steps_for)
+from bayesnas_jax.lm.model import (_HINT, LMState, _epoch, _log, _masked, init_params,
+                                   perplexity, steps_for)
 from bayesnas_jax.metrics import FiniteWatch
 from bayesnas_jax.search import hard, report
 from bayesnas_jax.spaces import rnn
@@ -101,10 +101,10 @@ def run(config, workdir: str, log=_log):
   cell_steps = steps_for(spec, config, train_arch=False, norm=config.train.norm)
   # Everything carried between steps, in one pytree of a fixed structure; the
   # derived cell's training reuses params, arch and opt_w.
-  run = Run(workdir, {"params": params, "arch": arch, "opt_w": steps.weight_opt.init(params),
-                      "opt_a": steps.arch_opt.init(arch), "key": key,
-                      "h": jnp.zeros((batch, size)), "prior": prior_state,
-                      "masks": hard.network_masks(prior_state.keep, arch)},
+  run = Run(workdir, LMState(params=params, arch=arch, opt_w=steps.weight_opt.init(params),
+                             opt_a=steps.arch_opt.init(arch), key=key,
+                             h=jnp.zeros((batch, size)), prior=prior_state,
+                             masks=hard.network_masks(prior_state.keep, arch)),
             checkpoint_every_steps=config.get("checkpoint_every_steps", 0),
             stop_after_steps=config.get("stop_after_steps", 0), hint=_HINT, log=log)
   try:
@@ -146,7 +146,7 @@ def _search(run, config, space, steps, cell_steps, corpus, train, valid, workdir
   batch, size = config.input.batch_size, config.space.size
   if not run.finished("initial"):
     s = run.state
-    run.finish("initial", perplexity=perplexity(steps, s["params"], s["arch"], s["masks"],
+    run.finish("initial", perplexity=perplexity(steps, s.params, s.arch, s.masks,
                                                 valid, config.input.bptt, size))
   ppl_initial = run.record("initial")["perplexity"]
   log(f"valid perplexity before training: {ppl_initial:.1f}")
@@ -165,14 +165,14 @@ def _search(run, config, space, steps, cell_steps, corpus, train, valid, workdir
       continue
     if not run.finished(train_phase):
       t0 = time.perf_counter()
-      _epoch(steps, run, run.state["masks"], run.state["prior"].omega, train, config,
+      _epoch(steps, run, run.state.masks, run.state.prior.omega, train, config,
              round_, limit, train_phase, log)
       run.finish(train_phase, seconds=time.perf_counter() - t0)
     train_seconds = run.record(train_phase)["seconds"]
     done = run.step(train_phase)
     t0 = time.perf_counter()
     s = run.state
-    params, arch, masks = s["params"], s["arch"], s["masks"]
+    params, arch, masks = s.params, s.arch, s.masks
     curvature, h = None, jnp.zeros((batch, size))
     block = 0.0
     within = config.search.get("within_node", "none")
@@ -202,7 +202,7 @@ def _search(run, config, space, steps, cell_steps, corpus, train, valid, workdir
                                 config.search.rounds)
     keep_last = bool(config.search.get("keep_last", False))
     state, records, clamped = hard.hard_update(
-        arch, curvature, s["prior"], spec=spec, lambda_w=float(config.search.lambda_w) * factor,
+        arch, curvature, s.prior, spec=spec, lambda_w=float(config.search.lambda_w) * factor,
         grouping="cell_type", dependency=config.search.dependency,
         rank_by=config.search.rank_by, zero_curvature=config.search.zero_curvature,
         prune_rule=config.search.get("prune_rule", "entropy"), keep_last=keep_last)
@@ -234,7 +234,7 @@ def _search(run, config, space, steps, cell_steps, corpus, train, valid, workdir
       records[rnn.KIND][part]["kept"] = np.asarray(state.keep[rnn.KIND][part])
     report.write_round(workdir, round_, space, records, int(clamped))
     masks = hard.network_masks(state.keep, arch)
-    run.state = {**s, "prior": state, "masks": masks, "arch": _masked(arch, masks)}
+    run.state = s.replace(prior=state, masks=masks, arch=_masked(arch, masks))
     kept = int(np.sum(np.asarray(state.keep[rnn.KIND]["ops"])))
     alive = np.asarray(state.keep[rnn.KIND]["ops"]) & np.asarray(
         state.keep[rnn.KIND]["origin"])[:, None]
@@ -249,7 +249,7 @@ def _search(run, config, space, steps, cell_steps, corpus, train, valid, workdir
         f" (edge, op) pairs kept")
   updates = [run.record(f"update {r + 1}") for r in range(done_rounds)]
   rounds = [u["record"] for u in updates]
-  state, arch = run.state["prior"], run.state["arch"]
+  state, arch = run.state.prior, run.state.arch
   by_rank = sorted({n for u in updates for n in u["by_rank"]})
   genotype, decisions = rnn.derive(spec, state, by_rank)
   by_prior = sum(d["decided_by"] == "prior" for d in decisions)
@@ -271,10 +271,10 @@ def _search(run, config, space, steps, cell_steps, corpus, train, valid, workdir
     report.write_architecture(workdir, spec, prior.PRUNE_THRESHOLD, "cell_type", fields)
     log(f"derived cell: {rnn.genotype_literal(genotype)}")
     # The derived cell, trained from scratch with only its scalars on.
-    key, k_init = jax.random.split(run.state["key"])
+    key, k_init = jax.random.split(run.state.key)
     params = init_params(k_init, len(corpus.vocab), size, spec)
-    run.state = {**run.state, "params": params, "arch": rnn.init_arch(spec),
-                 "opt_w": cell_steps.weight_opt.init(params), "key": key}
+    run.state = run.state.replace(params=params, arch=rnn.init_arch(spec),
+                                  opt_w=cell_steps.weight_opt.init(params), key=key)
     run.finish("derive")
   derived_masks = rnn.genotype_masks(spec, genotype)
   total, epoch = 0, 0
@@ -286,8 +286,8 @@ def _search(run, config, space, steps, cell_steps, corpus, train, valid, workdir
       run.finish(phase)
     total += run.step(phase)
     epoch += 1
-  ones = run.state["arch"]
-  ppl = perplexity(cell_steps, run.state["params"], ones, derived_masks, valid,
+  ones = run.state.arch
+  ppl = perplexity(cell_steps, run.state.params, ones, derived_masks, valid,
                    config.input.bptt, size)
   log(f"valid perplexity of the derived cell after {total} steps: {ppl:.1f}")
   return {"genotype": genotype, "genotype_literal": rnn.genotype_literal(genotype),

@@ -12,7 +12,8 @@ import numpy as np
 
 from bayesnas_jax import files
 from bayesnas_jax.data import text
-from bayesnas_jax.lm.model import _HINT, _epoch, _log, init_params, perplexity, steps_for
+from bayesnas_jax.lm.model import (_HINT, LMState, _epoch, _log, init_params, perplexity,
+                                   steps_for)
 from bayesnas_jax.loop import Run
 from bayesnas_jax.lm.search import validate
 from bayesnas_jax.search import hard
@@ -48,10 +49,10 @@ def train_cell(config, workdir: str, log=_log):
   log(f"training {rnn.genotype_literal(genotype)} at size {size}, "
       f"{sum(np.size(v) for v in jax.tree_util.tree_leaves(params))} parameters")
   # "average"/"average_count": ASGD's averaged weights, once averaging has begun.
-  run = Run(workdir, {"params": params, "arch": ones, "opt_w": steps.weight_opt.init(params),
-                      "opt_a": steps.arch_opt.init(ones), "key": key,
-                      "h": jnp.zeros((config.input.batch_size, size)), "average": params,
-                      "average_count": jnp.zeros((), jnp.int32)},
+  run = Run(workdir, LMState(params=params, arch=ones, opt_w=steps.weight_opt.init(params),
+                             opt_a=steps.arch_opt.init(ones), key=key,
+                             h=jnp.zeros((config.input.batch_size, size)), average=params,
+                             average_count=jnp.zeros((), jnp.int32)),
             checkpoint_every_steps=config.get("checkpoint_every_steps", 0),
             stop_after_steps=config.get("stop_after_steps", 0), hint=_HINT, log=log)
   try:
@@ -62,7 +63,7 @@ def train_cell(config, workdir: str, log=_log):
       if not run.finished(phase):
         _epoch(steps, run, masks, omega, train, config, epoch,
                config.train.get("steps_per_epoch", 0), phase, log, average=averaging)
-        current = run.state["average"] if averaging else run.state["params"]
+        current = run.state.average if averaging else run.state.params
         ppl = perplexity(steps, current, ones, masks, valid, config.input.bptt, size)
         log(f"epoch {epoch + 1}: valid perplexity {ppl:.2f}" + (" (averaged)" if averaging
                                                                 else ""))
@@ -71,14 +72,14 @@ def train_cell(config, workdir: str, log=_log):
         start_averaging = (not averaging and config.train.asgd and len(history_now) > nonmono
                            and history_now[-1] > min(history_now[:-nonmono]))
         if start_averaging:
-          run.state = {**run.state, "average": run.state["params"],
-                       "average_count": jnp.ones((), jnp.int32)}
+          run.state = run.state.replace(average=run.state.params,
+                                        average_count=jnp.ones((), jnp.int32))
           log(f"validation stopped improving: averaging weights from epoch {epoch + 2}")
         run.finish(phase, log_perplexity=math.log(ppl),
                    asgd_from=epoch + 2 if start_averaging else asgd_from)
       history.append(run.record(phase)["log_perplexity"])
       asgd_from = run.record(phase)["asgd_from"]
-    final = run.state["average"] if asgd_from is not None else run.state["params"]
+    final = run.state.average if asgd_from is not None else run.state.params
     valid_ppl = perplexity(steps, final, ones, masks, valid, config.input.bptt, size)
     test_ppl = perplexity(steps, final, ones, masks, test, config.input.bptt, size)
   finally:

@@ -16,7 +16,9 @@ from __future__ import annotations
 import os
 import sys
 import time
+from typing import Any
 
+import flax.struct
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -28,7 +30,47 @@ from bayesnas_jax.loop import Run
 from bayesnas_jax.metrics import MetricWriter, Progress
 from bayesnas_jax.parallel import data_parallel
 from bayesnas_jax.parallel import global_batch as _global_batch
+from bayesnas_jax.prior import HardState
 from bayesnas_jax.search import hard, objective, report
+
+
+@flax.struct.dataclass
+class CurvatureSums:
+  """Running sums of the per-batch curvature of the architecture scalars (trees
+  shaped like them) and the batch count: the round's mean and its noise."""
+  total: Any
+  squares: Any
+  count: jax.Array
+
+  @classmethod
+  def zeros(cls, arch) -> "CurvatureSums":
+    zeros = lambda: jax.tree_util.tree_map(jnp.zeros_like, arch)
+    return cls(total=zeros(), squares=zeros(), count=jnp.zeros((), jnp.int32))
+
+  def add(self, curvature) -> "CurvatureSums":
+    """Adds one batch's curvature (and its square, for the noise of the mean)."""
+    add = lambda a, b: jax.tree_util.tree_map(jnp.add, a, b)
+    return CurvatureSums(total=add(self.total, curvature),
+                         squares=add(self.squares, jax.tree_util.tree_map(jnp.square, curvature)),
+                         count=self.count + 1)
+
+  def mean_and_se(self):
+    """(mean, standard error) trees over the batches added (`curvature_mean_and_se`)."""
+    return curvature_mean_and_se(self.total, self.squares, self.count)
+
+
+@flax.struct.dataclass
+class SearchState:
+  """What the search carries between steps (and checkpoints): `params` is
+  {"weights", "arch"}, the optimizer state is over both; `masks` are 1 on the
+  (edge, op) scalars the prior keeps and 0 on the pruned; `eval_sums` holds
+  (loss · n, accuracy · n, n) over the test phase."""
+  params: Any
+  opt_state: Any
+  prior: HardState
+  masks: Any
+  curvature: CurvatureSums
+  eval_sums: jax.Array
 
 
 def build_schedule(config, sizes):
@@ -101,19 +143,17 @@ def _batch(dataset, indices, batch_size, seed, epoch, step, shuffle=True, drop=T
   return {"image": dataset.images[chosen], "label": dataset.labels[chosen]}
 
 
-def initial_state(config, space, key, image_shape):
+def initial_state(config, space, key, image_shape) -> SearchState:
   """Fresh weights and scalars of `space`, optimizer and HARD state."""
   weights = space.init_weights(key, image_shape)
   arch = space.init_arch()
   params = {"weights": weights, "arch": arch}
   optimizer = objective.make_optimizer(config.search)
   prior_state = hard.init_prior(arch, config.search.grouping)
-  return {"params": params, "opt_state": optimizer.init(params), "prior": prior_state,
-          "masks": hard.network_masks(prior_state.keep, arch),
-          "curvature_sum": jax.tree_util.tree_map(jnp.zeros_like, arch),
-          "curvature_sq_sum": jax.tree_util.tree_map(jnp.zeros_like, arch),
-          "curvature_count": jnp.zeros((), jnp.int32),
-          "eval_sums": jnp.zeros((3,), jnp.float32)}
+  return SearchState(params=params, opt_state=optimizer.init(params), prior=prior_state,
+                     masks=hard.network_masks(prior_state.keep, arch),
+                     curvature=CurvatureSums.zeros(arch),
+                     eval_sums=jnp.zeros((3,), jnp.float32))
 
 
 def run_search(config, workdir: str, log=print, space=None):
@@ -155,12 +195,12 @@ def run_search(config, workdir: str, log=print, space=None):
       # λ·ω of eq. 21 for this phase (ω changes only at an update).
       factor = hard.lambda_factor(config.search.get("lambda_ramp", "none"), max(round_, 0),
                                   config.search.rounds)
-      penalty = objective.penalty_weights(run.state["prior"].omega,
+      penalty = objective.penalty_weights(run.state.prior.omega,
                                           {k: v * factor for k, v in lambdas.items()})
       if kind in ("retrain", "step5"):
         penalty = (jnp.zeros_like(penalty[0]), penalty[1])
       if kind == "update" and run.step(name) == 0:
-        run.watch.add(label, 0, {"curvature": run.state["curvature_sum"]})
+        run.watch.add(label, 0, {"curvature": run.state.curvature.total})
         run.check()
         run.state = _update(run.state, config, space, round_, workdir, log)
         if round_ < config.search.rounds - 1 and config.search.get("retrain_between_rounds", 0):
@@ -198,7 +238,7 @@ def run_search(config, workdir: str, log=print, space=None):
       if kind == "test":
         _finish_test(run.state, workdir, writer, position)
       if kind == "update" and round_ == config.search.rounds - 1:
-        report.write_search_outputs(config, workdir, space, run.state["prior"], position)
+        report.write_search_outputs(config, workdir, space, run.state.prior, position)
         _log_decisions(position.get("space_summary", {}), log)
         if config.retrain.epochs:
           run.state = jax.device_put(
@@ -236,8 +276,8 @@ def step5_reset(state, optimizer):
   """Algorithm 1 step 5 before the next round: w = 1 on every surviving scalar
   (0 on the pruned), and a fresh optimizer state, so that the weights train in
   the standard way on the pruned network (the "step5" phase, w frozen)."""
-  params = {**state["params"], "arch": state["masks"]}  # 1 on survivors, 0 on the pruned
-  return {**state, "params": params, "opt_state": optimizer.init(params)}
+  params = {**state.params, "arch": state.masks}  # 1 on survivors, 0 on the pruned
+  return state.replace(params=params, opt_state=optimizer.init(params))
 
 
 def _step(kind, state, batch, key, train_step, curvature_step, eval_step, accumulate,
@@ -245,27 +285,18 @@ def _step(kind, state, batch, key, train_step, curvature_step, eval_step, accumu
   if kind in ("warmup", "train", "retrain", "step5"):
     arch_scale = jnp.asarray(1.0 if kind == "train" else 0.0)
     params, opt_state, metrics, curvature = train_step(
-        state["params"], state["opt_state"], batch, key, penalty, state["masks"], arch_scale)
-    state = {**state, "params": params, "opt_state": opt_state}
+        state.params, state.opt_state, batch, key, penalty, state.masks, arch_scale)
+    state = state.replace(params=params, opt_state=opt_state)
     if accumulate:
-      state = _accumulate(state, curvature)
+      state = state.replace(curvature=state.curvature.add(curvature))
     return state, metrics
   if kind == "curvature":
-    loss, curvature = curvature_step(state["params"], batch, state["masks"], key)
-    return _accumulate(state, curvature), {"loss": loss}
-  loss, accuracy = eval_step(state["params"], batch, state["masks"])
+    loss, curvature = curvature_step(state.params, batch, state.masks, key)
+    return state.replace(curvature=state.curvature.add(curvature)), {"loss": loss}
+  loss, accuracy = eval_step(state.params, batch, state.masks)
   n = batch["label"].shape[0]
-  sums = state["eval_sums"] + jnp.asarray([loss * n, accuracy * n, n], jnp.float32)
-  return {**state, "eval_sums": sums}, {"loss": loss, "accuracy": accuracy}
-
-
-def _accumulate(state, curvature):
-  """Adds one batch's curvature (and its square, for the noise of the mean)."""
-  add = lambda a, b: jax.tree_util.tree_map(jnp.add, a, b)
-  return {**state, "curvature_sum": add(state["curvature_sum"], curvature),
-          "curvature_sq_sum": add(state["curvature_sq_sum"],
-                                  jax.tree_util.tree_map(jnp.square, curvature)),
-          "curvature_count": state["curvature_count"] + 1}
+  sums = state.eval_sums + jnp.asarray([loss * n, accuracy * n, n], jnp.float32)
+  return state.replace(eval_sums=sums), {"loss": loss, "accuracy": accuracy}
 
 
 def curvature_mean_and_se(total, squares, count):
@@ -280,12 +311,11 @@ def curvature_mean_and_se(total, squares, count):
 
 
 def _update(state, config, space, round_, workdir, log):
-  curvature, curvature_se = curvature_mean_and_se(
-      state["curvature_sum"], state["curvature_sq_sum"], state["curvature_count"])
+  curvature, curvature_se = state.curvature.mean_and_se()
   search = config.search
   factor = hard.lambda_factor(search.get("lambda_ramp", "none"), round_, search.rounds)
   new_prior, records, clamped = hard.hard_update(
-      state["params"]["arch"], curvature, state["prior"], spec=spaces.cell_specs(space),
+      state.params["arch"], curvature, state.prior, spec=spaces.cell_specs(space),
       lambda_w=float(search.lambda_w) * factor, grouping=search.grouping,
       dependency=search.dependency, threshold=float(search.prune_threshold),
       lambda_w_origin=float(search.get("lambda_w_origin", 0.0)) * factor,
@@ -304,25 +334,22 @@ def _update(state, config, space, round_, workdir, log):
       log(f"warning: round {round_ + 1} pruned every (edge, op) group of the {kind} cells; "
           f"the derived {kind} cell is empty (lower search.lambda_w or "
           f"search.penalty_budget)")
-  masks = hard.network_masks(new_prior.keep, state["params"]["arch"])
-  arch = jax.tree_util.tree_map(lambda w, m: w * m, state["params"]["arch"], masks)
-  return {**state, "prior": new_prior, "masks": masks,
-          "params": {**state["params"], "arch": arch},
-          "curvature_sum": jax.tree_util.tree_map(jnp.zeros_like, state["curvature_sum"]),
-          "curvature_sq_sum": jax.tree_util.tree_map(jnp.zeros_like, state["curvature_sum"]),
-          "curvature_count": jnp.zeros((), jnp.int32)}
+  masks = hard.network_masks(new_prior.keep, state.params["arch"])
+  arch = jax.tree_util.tree_map(lambda w, m: w * m, state.params["arch"], masks)
+  return state.replace(prior=new_prior, masks=masks, params={**state.params, "arch": arch},
+                       curvature=CurvatureSums.zeros(state.curvature.total))
 
 
 def _start_retrain(state, config, space, workdir, base_key, image_shape):
   """Fresh weights; w fixed to 1 on the derived cell's (edge, op) pairs."""
   architecture = space.load_architecture(os.path.join(workdir, "genotype.json"))
   fresh = initial_state(config, space, jax.random.fold_in(base_key, 10_000), image_shape)
-  masks = space.architecture_masks(architecture, fresh["params"]["arch"])
-  return {**fresh, "masks": masks, "prior": state["prior"]}
+  masks = space.architecture_masks(architecture, fresh.params["arch"])
+  return fresh.replace(masks=masks, prior=state.prior)
 
 
 def _finish_test(state, workdir, writer, position):
-  loss_sum, correct, n = (float(v) for v in jax.device_get(state["eval_sums"]))
+  loss_sum, correct, n = (float(v) for v in jax.device_get(state.eval_sums))
   position["test"] = {"loss": loss_sum / max(n, 1), "accuracy": correct / max(n, 1),
                       "examples": int(n)}
   writer.write(position["global_step"], "test", position["test"])

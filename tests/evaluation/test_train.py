@@ -106,7 +106,7 @@ def test_genotype_files_in_both_formats(files, tiny_data, tmp_path):
     train.train_and_evaluate(tiny_config(files["literal"], tiny_data, stop_after_steps=1),
                              workdir, log=quiet)
   state = final_params(tiny_config(files["literal"], tiny_data), workdir)
-  assert int(optax.tree_utils.tree_get(state["opt_state"], "count")) == 1
+  assert int(optax.tree_utils.tree_get(state.opt_state, "count")) == 1
   assert all(np.all(np.isfinite(leaf)) for leaf in jax.tree_util.tree_leaves(state))
 
 
@@ -167,8 +167,8 @@ def test_training_outputs_and_a_three_input_node_learns(uninterrupted, files, ti
   genotype = train.load_genotype(config)
   initial = train.initial_state(config, genotype,
                                 jax.random.fold_in(jax.random.PRNGKey(config.seed), 0),
-                                train.make_steps(config, genotype, 6)[0])["params"]
-  trained = final_params(config, workdir)["params"]
+                                train.make_steps(config, genotype, 6)[0]).params
+  trained = final_params(config, workdir).params
   extra = genotype[0][1].index(tuple(EXTRA_EDGE))
   for before, after in zip(jax.tree_util.tree_leaves(initial["cells"][0]["edges"][extra]),
                            jax.tree_util.tree_leaves(trained["cells"][0]["edges"][extra])):

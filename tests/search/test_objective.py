@@ -74,11 +74,11 @@ def _gamma_and_genotype(dtype, batch):
   space = spaces.make(config.space)
   state = initial_state(config, space, jax.random.PRNGKey(0), (8, 8, 3))
   _, _, curvature_step, _ = objective.make_steps(config, space)
-  _, curvature = curvature_step(state["params"], batch, state["masks"],
+  _, curvature = curvature_step(state.params, batch, state.masks,
                                   jax.random.PRNGKey(0))
   spec = darts.cell_spec(config.space)
   new_state, _, _ = hard.hard_update(
-      state["params"]["arch"], curvature, state["prior"], spec=spec, lambda_w=0.01,
+      state.params["arch"], curvature, state.prior, spec=spec, lambda_w=0.01,
       grouping="cell_type", dependency="full")
   cells = {kind: derivation.derive_cell(new_state.gamma[kind]["ops"],
                                         new_state.keep[kind]["ops"], spec)
@@ -136,10 +136,10 @@ def test_during_training_step_keeps_the_weights_path():
     space = spaces.make(config.space)
     state = initial_state(config, space, jax.random.PRNGKey(0), (8, 8, 3))
     _, train_step, _, _ = objective.make_steps(config, space)
-    penalty = objective.penalty_weights(state["prior"].omega,
+    penalty = objective.penalty_weights(state.prior.omega,
                                         objective.penalty_lambdas(config.search, 1))
-    results[name] = train_step(state["params"], state["opt_state"], batch,
-                               jax.random.PRNGKey(3), penalty, state["masks"],
+    results[name] = train_step(state.params, state.opt_state, batch,
+                               jax.random.PRNGKey(3), penalty, state.masks,
                                jnp.asarray(1.0))
   plain, sampled = results["plain"], results["sampled"]
   assert plain[3] is None
