@@ -11,7 +11,8 @@ import jax
 import numpy as np
 import pytest
 
-from bayesnas_jax import data
+from bayesnas_jax import data, launcher
+from configs import compress_lenet5_mnist
 from tests.tests_support import ROOT, write_tiny_idx
 
 
@@ -52,21 +53,27 @@ def test_lenet5_cli_end_to_end_on_tiny_idx(tmp_path):
   assert (workdir / "compressed").is_dir()
 
 
-@pytest.mark.parametrize("override, words", [
-    ("--config.compress.groups.Dense_0=diagonal",
+@pytest.mark.parametrize("field, value, words", [
+    ("compress.groups.Dense_0", "diagonal",
      "config.compress.groups.Dense_0: 'diagonal' is not a dense group"),
-    ("--config.compress.groups.Conv_0=row", "config.compress.groups.Conv_0: 'row' is not a conv"),
-    ("--config.train.schedule=linear", "config.train.schedule: expected one of"),
-    ("--config.compress.lambda_ramp=cosine", "config.compress.lambda_ramp: expected one of"),
-    ("--config.compress.distill=1.5", "config.compress.distill: expected a weight in [0, 1)"),
-    ("--config.compress.baseline_checkpoint=/nonexistent/baseline",
+    ("compress.groups.Conv_0", "row", "config.compress.groups.Conv_0: 'row' is not a conv"),
+    ("train.schedule", "linear", "config.train.schedule: expected one of"),
+    ("compress.lambda_ramp", "cosine", "config.compress.lambda_ramp: expected one of"),
+    ("compress.distill", 1.5, "config.compress.distill: expected a weight in [0, 1)"),
+    ("compress.baseline_checkpoint", "/nonexistent/baseline",
      "config.compress.baseline_checkpoint: no checkpoint directory /nonexistent/baseline"),
 ])
-def test_bad_group_names_are_one_line(override, words, tmp_path):
-  result = _cli(["--config=configs/compress_lenet5_mnist.py", f"--workdir={tmp_path / 'w'}",
-                 override])
-  lines = result.stderr.strip().splitlines()
-  assert result.returncode == 2 and len(lines) == 1 and words in lines[0], result.stderr
+def test_bad_group_names_are_one_line(field, value, words, tmp_path, capsys):
+  """Through the launcher in-process (the CLI's path after flag parsing)."""
+  config = compress_lenet5_mnist.get_config()
+  *parents, leaf = field.split(".")
+  node = config
+  for part in parents:
+    node = node[part]
+  node[leaf] = value
+  assert launcher.main(config, str(tmp_path / "w")) == 2
+  lines = capsys.readouterr().err.strip().splitlines()
+  assert len(lines) == 1 and words in lines[0], lines
   assert not (tmp_path / "w").exists()
 
 
