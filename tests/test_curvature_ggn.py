@@ -20,7 +20,6 @@ import functools
 
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 import pytest
 from jax.flatten_util import ravel_pytree
@@ -32,7 +31,12 @@ from tests.spaces.nb201_support import float64 as _float64
 from tests.spaces.nb201_support import nb201_config as _nb201
 
 
-def test_ggn_diagonal_matches_jacobian_reference(tiny_batch):
+@pytest.fixture(scope="module")
+def exact_problem(tiny_batch):
+  """A tiny float64 NB201 network (origin on the output, scalars spread over
+  0.3–1.2), its logits as a function of the scalars, and its exact
+  `softmax_ggn_diagonal` (jitted: one compile instead of op-by-op dispatch),
+  shared by the Jacobian check and the sampled estimate's tests."""
   config = _nb201(nb201.NB201_OPS, "output")
   images, _ = tiny_batch
   weights = _float64(nb201.init_weights(jax.random.PRNGKey(1), config))
@@ -40,37 +44,30 @@ def test_ggn_diagonal_matches_jacobian_reference(tiny_batch):
       lambda a: a * jnp.linspace(0.3, 1.2, a.size).reshape(a.shape),
       _float64(nb201.init_arch(config)))
   logits_fn = lambda a: nb201.apply(weights, a, images, config)
-  # Both jitted: one compile each instead of op-by-op dispatch of every primitive.
-  ggn = jax.jit(lambda a: ravel_pytree(softmax_ggn_diagonal(logits_fn, a, chunk=7))[0])(arch)
+  exact = np.asarray(jax.jit(
+      lambda a: ravel_pytree(softmax_ggn_diagonal(logits_fn, a, chunk=7))[0])(arch))
+  return logits_fn, arch, exact
+
+
+def test_ggn_diagonal_matches_jacobian_reference(exact_problem):
+  logits_fn, arch, ggn = exact_problem
   flat, unravel = ravel_pytree(arch)
   jac = jax.jit(jax.jacrev(lambda v: logits_fn(unravel(v))))(flat)  # [B, K, P]
   p = jax.nn.softmax(logits_fn(arch))
   # Jᵀ(diag p − ppᵀ)J per example, its diagonal, averaged over the batch.
   hess_out = jax.vmap(lambda q: jnp.diag(q) - jnp.outer(q, q))(p)
   full = jnp.einsum("bki,bkl,bli->bi", jac, hess_out, jac).mean(0)
-  np.testing.assert_allclose(np.asarray(ggn), np.asarray(full), rtol=1e-9, atol=1e-14)
-  assert np.all(np.asarray(ggn) >= 0)
-  assert np.asarray(ggn).max() > 1e-4  # not trivially zero
+  np.testing.assert_allclose(ggn, np.asarray(full), rtol=1e-9, atol=1e-14)
+  assert np.all(ggn >= 0)
+  assert ggn.max() > 1e-4  # not trivially zero
 
 
 DRAWS = 1000
 
 
 @pytest.fixture(scope="module")
-def problem():
-  config = ml_collections.ConfigDict(dict(
-      name="nb201", ops=list(nb201.NB201_OPS), channels=4, cells_per_stage=1,
-      num_classes=3, remat=False, origin="output"))
-  rng = np.random.default_rng(0)
-  images = jnp.asarray(rng.standard_normal((6, 8, 8, 3)), jnp.float64)
-  f64 = lambda tree: jax.tree_util.tree_map(lambda a: jnp.asarray(a, jnp.float64), tree)
-  weights = f64(nb201.init_weights(jax.random.PRNGKey(1), config))
-  arch = jax.tree_util.tree_map(
-      lambda a: a * jnp.linspace(0.3, 1.2, a.size).reshape(a.shape),
-      f64(nb201.init_arch(config)))
-  logits_fn = lambda a: nb201.apply(weights, a, images, config)
-  exact = np.asarray(jax.jit(
-      lambda a: ravel_pytree(softmax_ggn_diagonal(logits_fn, a, chunk=30))[0])(arch))
+def problem(exact_problem):
+  logits_fn, arch, exact = exact_problem
 
   # One forward pass shared by all draws (the library's function for one
   # logits/VJP pair); one draw through the whole function checks the wiring.
