@@ -11,7 +11,7 @@ import jax
 import numpy as np
 import pytest
 
-from bayesnas_jax import data, launcher
+from bayesnas_jax import launcher
 from configs import compress_lenet5_mnist
 from tests.tests_support import ROOT, write_tiny_idx
 
