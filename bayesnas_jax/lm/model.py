@@ -276,9 +276,8 @@ def _epoch(steps, run, masks, omega, stream, config, epoch, limit, phase, log,
            average=False):
   """One epoch (or `limit` steps) of `steps.train_step` on `run.state` (an
   `LMState`; with `average`, ASGD's average is updated after every step too),
-  as phase `phase` of the
-  resumable `run` (`loop.Run`): a relaunch skips the windows already done.
-  Returns the steps done in the phase."""
+  as phase `phase` of the resumable `run` (`loop.Run`): a relaunch skips the
+  windows already done. Returns the steps done in the phase."""
   if run.step(phase) == 0:
     run.state = run.state.replace(h=jnp.zeros((stream.shape[0], config.space.size)))
   losses = []

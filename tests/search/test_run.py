@@ -41,7 +41,7 @@ def test_curvature_mean_and_standard_error_over_batches():
   assert np.all(np.asarray(one["x"]) == 0)
 
 
-def test_curvature_sums_add_batches_and_reset():
+def test_curvature_sums_add_batches():
   """The search's running sums (`CurvatureSums`) give the same mean and
   standard error as the sums taken here, batch by batch."""
   batches = np.array([[1.0, 4.0], [3.0, 4.0], [2.0, 7.0], [6.0, 1.0]])
